@@ -1,0 +1,3 @@
+from llero.cli.main import main
+
+main()

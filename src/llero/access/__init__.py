@@ -1,0 +1,1 @@
+"""Access control: the permission registry every route names."""

@@ -1,0 +1,136 @@
+"""The `llero` command: set up, migrate and serve, and manage tools from the shell.
+
+No command prompts when standard input is not a terminal; anything a command needs comes from
+options, environment variables or files.
+"""
+
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
+from llero.config.settings import Settings, check_safe_to_serve, load_settings
+from llero.errors import LleroError
+from llero.storage import migrate
+from llero.storage.db import Database
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"llero: {message}", err=True)
+    sys.exit(2)
+
+
+def settings_from(context: click.Context, **overrides: Any) -> Settings:
+    """Load settings once per command; a bad setting ends the command with one line."""
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except LleroError as error:
+        fail(error.message)
+
+
+class LleroGroup(click.Group):
+    """Turns any domain error raised by a command into one line on stderr and exit status 2."""
+
+    def invoke(self, context: click.Context) -> Any:
+        try:
+            return super().invoke(context)
+        except LleroError as error:
+            fail(error.message)
+
+
+@click.group(cls=LleroGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llero")
+def cli() -> None:
+    """Llero: build, store and run function-calling AI agents.
+
+    Settings come from LLERO_* environment variables and an optional .env file in the current
+    directory (see the README). Start with `llero init`, then `llero serve`.
+    """
+
+
+@cli.command()
+@click.pass_context
+def init(context: click.Context) -> None:
+    """Create the data directory, its database and key files.
+
+    Makes LLERO_DATA_DIR (./data by default) mode 0700, creates the key files under keys/ mode
+    0600, and applies every database migration. Running it again keeps existing keys and data
+    and applies only new migrations.
+    """
+    settings = settings_from(context)
+    make_private_dir(settings.data_dir)
+    created = create_key_files(settings.keys_dir)
+    check_key_files(settings.keys_dir)
+    database = Database(settings.resolved_database_url)
+    try:
+        migrate.upgrade(database.engine)
+    finally:
+        database.dispose()
+    for path in created:
+        click.echo(f"created key file {path}")
+    click.echo(f"data directory {settings.data_dir} is ready (database at migration {migrate.head_revision()})")
+
+
+@cli.command(name="migrate")
+@click.pass_context
+def migrate_command(context: click.Context) -> None:
+    """Apply every pending database migration to LLERO_DATABASE_URL."""
+    settings = settings_from(context)
+    database = Database(settings.resolved_database_url)
+    try:
+        before = migrate.current_revision(database.engine)
+        migrate.upgrade(database.engine)
+        after = migrate.current_revision(database.engine)
+    finally:
+        database.dispose()
+    if before == after:
+        click.echo(f"database is up to date at migration {after}")
+    else:
+        click.echo(f"migrated database from {before or 'empty'} to {after}")
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on. [default: LLERO_HOST or 127.0.0.1]")
+@click.option("--port", type=int, help="TCP port to listen on. [default: LLERO_PORT or 8000]")
+@click.pass_context
+def serve(context: click.Context, host: str | None, port: int | None) -> None:
+    """Start the HTTP API.
+
+    Needs a data directory made by `llero init`. Refuses to start, with one line naming the
+    setting, when a setting is unsafe: a bind beyond loopback without TLS or a trusted proxy, a
+    CORS wildcard, or debug outside development.
+    """
+    settings = settings_from(context, host=host, port=port)
+    check_safe_to_serve(settings)
+    check_key_files(settings.keys_dir)
+    database = Database(settings.resolved_database_url)
+    if migrate.current_revision(database.engine) != migrate.head_revision():
+        database.dispose()
+        fail("the database is not at the latest migration; run `llero migrate`")
+
+    import uvicorn
+
+    from llero.logs import configure_logging
+    from llero.web.app import create_app
+
+    configure_logging(settings)
+    app = create_app(settings, database)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+        server_header=False,
+        proxy_headers=False,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def main() -> None:
+    # Every file Llero creates (database, WAL, keys, exports) is private to its owner.
+    os.umask(0o077)
+    cli(prog_name="llero")

@@ -1,0 +1,198 @@
+"""Settings read from LLERO_* environment variables and an optional .env file.
+
+Every setting is validated when it is loaded, and the unsafe combinations that pydantic cannot see
+field by field are rejected by ``check_safe_to_serve``. Errors become one line that names the
+variable, so an admin can fix a start-up failure without reading a traceback.
+"""
+
+import ipaddress
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from llero.errors import SettingsError
+
+ENV_PREFIX = "LLERO_"
+
+# Variables under this prefix belong to the test suite, not to the server.
+TEST_ENV_PREFIX = "LLERO_TEST_"
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting Llero reads; the environment variable is the field name, upper-cased,
+    with the LLERO_ prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    environment: Environment = Environment.PRODUCTION
+    debug: bool = False
+
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; SQLite under data_dir when unset.",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    trusted_proxies: CommaList = Field(default_factory=list)
+    allowed_hosts: CommaList = Field(default_factory=lambda: ["127.0.0.1", "localhost", "[::1]"])
+    allowed_origins: CommaList = Field(default_factory=list)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_json_depth: int = Field(default=32, ge=4, le=256)
+    max_import_specs: int = Field(default=5000, ge=1, le=100_000)
+
+    log_level: str = "info"
+    log_format: LogFormat = LogFormat.JSON
+
+    @field_validator("trusted_proxies", "allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_exact(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            _check_origin(origin)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_are_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if "*" in host or "/" in host or not host:
+                raise ValueError(f"{host!r} must be a plain host name, without wildcards")
+        return [host.lower() for host in value]
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        levels = {"debug", "info", "warning", "error", "critical"}
+        if value.lower() not in levels:
+            raise ValueError(f"must be one of {', '.join(sorted(levels))}")
+        return value.lower()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'llero.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_certfile is not None and self.tls_keyfile is not None
+
+
+def _check_origin(origin: str) -> None:
+    """Reject wildcards and anything but scheme://host[:port]; browsers send exactly that."""
+    if origin == "*" or "*" in origin:
+        raise ValueError("wildcard origins are not allowed; list each origin exactly")
+    parts = urlsplit(origin)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+    if parts.path or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{origin!r} must not have a path, query, fragment or user")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_NAMES:
+        raise ValueError(f"{origin!r} must use https unless it is a loopback origin")
+
+
+def _reject_unknown_variables(environ: dict[str, str]) -> None:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and not name.startswith(TEST_ENV_PREFIX) and name not in known:
+            raise SettingsError(f"unknown setting {name}; check the spelling against the README")
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors(include_input=False, include_url=False)[0]
+    location = ".".join(str(part) for part in first["loc"])
+    variable = ENV_PREFIX + location.upper() if location else "settings"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid setting {variable}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings from the environment and .env; raise SettingsError with one line on failure."""
+    _reject_unknown_variables(dict(os.environ))
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_safe_to_serve(settings: Settings) -> None:
+    """Reject combinations that are valid field by field but unsafe to serve with."""
+    if settings.debug and settings.environment is not Environment.DEVELOPMENT:
+        raise SettingsError(
+            "invalid setting LLERO_DEBUG: debug is allowed only with LLERO_ENVIRONMENT=development"
+        )
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        raise SettingsError(
+            "invalid setting LLERO_TLS_CERTFILE: set both LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE"
+        )
+    if not _is_loopback(settings.host) and not settings.tls_enabled and not settings.trusted_proxies:
+        raise SettingsError(
+            f"invalid setting LLERO_HOST: listening on {settings.host} beyond loopback needs TLS "
+            "(LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE) or a TLS-terminating proxy in "
+            "LLERO_TRUSTED_PROXIES"
+        )

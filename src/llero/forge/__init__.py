@@ -1,0 +1,1 @@
+"""Forge and Armory: tools, their parameters, JSON Schema, import, export and versions."""

@@ -1,0 +1,5 @@
+"""HTTP routes; each names its permission and calls the service."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

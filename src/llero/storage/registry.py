@@ -1,0 +1,9 @@
+"""Import every model module so ``Base.metadata`` is complete for migrations and checks."""
+
+from llero.barracks import models as barracks_models
+from llero.forge import models as forge_models
+from llero.storage.base import Base
+
+MODEL_MODULES = (forge_models, barracks_models)
+
+metadata = Base.metadata

@@ -1,0 +1,45 @@
+"""The application factory: settings, database, middleware, error handlers and routers."""
+
+from fastapi import FastAPI
+
+import llero
+from llero.config.settings import Settings
+from llero.storage.db import Database
+from llero.barracks.routes import router as barracks_router
+from llero.forge.routes import router as forge_router
+from llero.web import health
+from llero.web.errors import install_error_handlers
+from llero.web.middleware import (
+    BodyLimitMiddleware,
+    CorsMiddleware,
+    EdgeMiddleware,
+    HostMiddleware,
+)
+
+def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
+    """Build the app; the caller owns ``database`` when it passes one in."""
+    app = FastAPI(
+        title="Llero",
+        version=llero.__version__,
+        # The built-in document and docs pages are replaced: the document by a route that names
+        # its permission, the pages because they load scripts from a CDN that the CSP forbids.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database or Database(settings.resolved_database_url)
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(forge_router, prefix="/api")
+    app.include_router(barracks_router, prefix="/api")
+
+    # Starlette runs the middleware added last first, so this list reads innermost to outermost.
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
+    app.add_middleware(CorsMiddleware, allowed_origins=settings.allowed_origins)
+    app.add_middleware(HostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(EdgeMiddleware, tls=settings.tls_enabled)
+    return app

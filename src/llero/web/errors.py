@@ -1,0 +1,76 @@
+"""Maps domain errors and framework errors to the one JSON error body.
+
+Validation messages name the field path and the problem; the rejected value itself is never
+echoed, because it may be a password or a key pasted into the wrong field.
+"""
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llero.errors import Conflict, InvalidInput, LleroError, NotFound, Refused, Violation
+from llero.web.middleware import request_id_of
+from llero.web.responses import error_body
+
+STATUS_BY_ERROR: dict[type[LleroError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Refused: 409,
+}
+
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _respond(request: Request, status: int, code: str, message: str, details: list[Violation] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, request_id_of(request.scope), details), status_code=status)
+
+
+async def handle_domain_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, LleroError)  # noqa: S101 - registered for LleroError only
+    status = next(
+        (code for kind, code in STATUS_BY_ERROR.items() if isinstance(error, kind)), 400
+    )
+    return _respond(request, status, error.code, error.message, error.details)
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location)
+
+
+async def handle_validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for this type only
+    problems = error.errors()
+    if any(problem.get("type") == "json_invalid" for problem in problems):
+        return _respond(request, 400, "invalid_json", "the request body is not valid JSON")
+    details = [
+        Violation(_field_path(tuple(problem["loc"])), str(problem["msg"])) for problem in problems
+    ]
+    first = details[0]
+    return _respond(request, 422, "invalid_request", f"{first.field}: {first.problem}", details)
+
+
+async def handle_http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for this type only
+    code = CODE_BY_STATUS.get(error.status_code, "error")
+    message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
+    response = _respond(request, error.status_code, code, message.lower())
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LleroError, handle_domain_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)

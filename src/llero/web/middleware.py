@@ -1,0 +1,245 @@
+"""Pure ASGI middleware at the edge of the API, outermost first:
+
+``EdgeMiddleware`` gives every request an id, logs it, adds the security headers to every
+response and turns an unhandled error into a bare 500; ``HostMiddleware`` rejects Host headers
+that are not allowlisted; ``CorsMiddleware`` answers only allowlisted origins; ``BodyLimitMiddleware``
+caps the body size and the JSON nesting depth before any parser sees the body.
+"""
+
+import secrets
+import time
+from typing import Any
+
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llero.web.bodies import json_depth_exceeds
+from llero.web.headers import apply_security_headers
+from llero.web.responses import send_error
+
+log = structlog.get_logger("llero.web")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def request_id_of(scope: Scope) -> str:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    request_id = state.get("request_id")
+    if request_id is None:
+        request_id = secrets.token_hex(8)
+        state["request_id"] = request_id
+    return str(request_id)
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, tls: bool) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = request_id_of(scope)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                apply_security_headers(headers, tls=self.tls)
+                headers["X-Request-ID"] = request_id
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_headers)
+            except Exception:
+                log.exception("request_failed", method=scope["method"], route=_route_of(scope))
+                if response_started:
+                    raise
+                await send_error(
+                    send_with_headers, 500, "internal_error", "internal error", request_id
+                )
+            finally:
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    route=_route_of(scope),
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+
+
+def _route_of(scope: Scope) -> str:
+    # The route template, not the raw path, so ids and query strings stay out of the log.
+    route = scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
+
+
+class HostMiddleware:
+    def __init__(self, app: ASGIApp, *, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _host_name(Headers(scope=scope).get("host", "")) not in self.allowed:
+            await send_error(send, 400, "invalid_host", "the Host header is not allowed", request_id_of(scope))
+            return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class CorsMiddleware:
+    """CORS for an exact allowlist of origins; any other origin gets no CORS header at all."""
+
+    ALLOWED_METHODS = ("GET", "POST", "PUT", "DELETE")
+    ALLOWED_HEADERS = ("content-type", "authorization")
+    PREFLIGHT_MAX_AGE = "600"
+
+    def __init__(self, app: ASGIApp, *, allowed_origins: list[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+
+        method = scope["method"]
+        if method == "OPTIONS" and "access-control-request-method" in headers:
+            await self._preflight(scope, send, headers, origin)
+            return
+        if origin in self.allowed:
+            await self.app(scope, receive, self._with_cors_headers(send, origin))
+            return
+        if method not in SAFE_METHODS and origin != _own_origin(scope, headers):
+            # A browser would block the response anyway; refusing first keeps the change from
+            # happening at all when another site submits on a user's behalf.
+            await send_error(send, 403, "origin_not_allowed", "the Origin is not allowed", request_id_of(scope))
+            return
+        await self.app(scope, receive, send)
+
+    async def _preflight(self, scope: Scope, send: Send, headers: Headers, origin: str) -> None:
+        requested_method = headers["access-control-request-method"]
+        requested_headers = {
+            name.strip().lower()
+            for name in headers.get("access-control-request-headers", "").split(",")
+            if name.strip()
+        }
+        if (
+            origin not in self.allowed
+            or requested_method not in self.ALLOWED_METHODS
+            or not requested_headers <= set(self.ALLOWED_HEADERS)
+        ):
+            await send_error(send, 403, "origin_not_allowed", "the CORS preflight is not allowed", request_id_of(scope))
+            return
+        cors = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-methods", ", ".join(self.ALLOWED_METHODS).encode()),
+            (b"access-control-allow-headers", ", ".join(self.ALLOWED_HEADERS).encode()),
+            (b"access-control-max-age", self.PREFLIGHT_MAX_AGE.encode()),
+            (b"vary", b"Origin"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": cors})
+        await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
+    def _with_cors_headers(send: Send, origin: str) -> Send:
+        async def send_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Access-Control-Expose-Headers"] = "X-Request-ID"
+                headers.add_vary_header("Origin")
+            await send(message)
+
+        return send_cors
+
+
+def _own_origin(scope: Scope, headers: Headers) -> str:
+    return f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+
+
+class BodyLimitMiddleware:
+    """Read the whole body up to a cap, check JSON nesting, then replay it to the app."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        request_id = request_id_of(scope)
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._too_large(send, request_id)
+            return
+
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send, request_id)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+
+        if "json" in headers.get("content-type", "") and json_depth_exceeds(body, self.max_depth):
+            await send_error(
+                send,
+                400,
+                "invalid_request",
+                f"the JSON body is nested deeper than {self.max_depth} levels",
+                request_id,
+            )
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send, request_id: str) -> None:
+        await send_error(
+            send,
+            413,
+            "body_too_large",
+            f"the request body is larger than {self.max_bytes} bytes",
+            request_id,
+        )
