@@ -50,8 +50,10 @@ def _drop_postgres_database(base_url: str, url: str) -> None:
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if POSTGRES_URL:
-        base = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg").render_as_string(
-            hide_password=False
+        base = (
+            make_url(POSTGRES_URL)
+            .set(drivername="postgresql+psycopg")
+            .render_as_string(hide_password=False)
         )
         url = _create_postgres_database(base)
         yield url

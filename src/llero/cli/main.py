@@ -9,12 +9,15 @@ import sys
 from typing import Any, NoReturn
 
 import click
+import uvicorn
 
 from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
 from llero.config.settings import Settings, check_safe_to_serve, load_settings
 from llero.errors import LleroError
+from llero.logs import configure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
+from llero.web.app import create_app
 
 
 def fail(message: str) -> NoReturn:
@@ -70,7 +73,8 @@ def init(context: click.Context) -> None:
         database.dispose()
     for path in created:
         click.echo(f"created key file {path}")
-    click.echo(f"data directory {settings.data_dir} is ready (database at migration {migrate.head_revision()})")
+    revision = migrate.head_revision()
+    click.echo(f"data directory {settings.data_dir} is ready (database at migration {revision})")
 
 
 @cli.command(name="migrate")
@@ -109,11 +113,6 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
     if migrate.current_revision(database.engine) != migrate.head_revision():
         database.dispose()
         fail("the database is not at the latest migration; run `llero migrate`")
-
-    import uvicorn
-
-    from llero.logs import configure_logging
-    from llero.web.app import create_app
 
     configure_logging(settings)
     app = create_app(settings, database)

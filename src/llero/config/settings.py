@@ -150,7 +150,11 @@ def _check_origin(origin: str) -> None:
 def _reject_unknown_variables(environ: dict[str, str]) -> None:
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     for name in sorted(environ):
-        if name.startswith(ENV_PREFIX) and not name.startswith(TEST_ENV_PREFIX) and name not in known:
+        if (
+            name.startswith(ENV_PREFIX)
+            and not name.startswith(TEST_ENV_PREFIX)
+            and name not in known
+        ):
             raise SettingsError(f"unknown setting {name}; check the spelling against the README")
 
 
@@ -190,7 +194,11 @@ def check_safe_to_serve(settings: Settings) -> None:
         raise SettingsError(
             "invalid setting LLERO_TLS_CERTFILE: set both LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE"
         )
-    if not _is_loopback(settings.host) and not settings.tls_enabled and not settings.trusted_proxies:
+    if (
+        not _is_loopback(settings.host)
+        and not settings.tls_enabled
+        and not settings.trusted_proxies
+    ):
         raise SettingsError(
             f"invalid setting LLERO_HOST: listening on {settings.host} beyond loopback needs TLS "
             "(LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE) or a TLS-terminating proxy in "

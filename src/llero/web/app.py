@@ -3,10 +3,10 @@
 from fastapi import FastAPI
 
 import llero
-from llero.config.settings import Settings
-from llero.storage.db import Database
 from llero.barracks.routes import router as barracks_router
+from llero.config.settings import Settings
 from llero.forge.routes import router as forge_router
+from llero.storage.db import Database
 from llero.web import health
 from llero.web.errors import install_error_handlers
 from llero.web.middleware import (
@@ -15,6 +15,7 @@ from llero.web.middleware import (
     EdgeMiddleware,
     HostMiddleware,
 )
+
 
 def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     """Build the app; the caller owns ``database`` when it passes one in."""

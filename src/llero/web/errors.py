@@ -32,15 +32,17 @@ CODE_BY_STATUS = {
 }
 
 
-def _respond(request: Request, status: int, code: str, message: str, details: list[Violation] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, request_id_of(request.scope), details), status_code=status)
+def _respond(
+    request: Request, status: int, code: str, message: str, details: list[Violation] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, request_id_of(request.scope), details), status_code=status
+    )
 
 
 async def handle_domain_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, LleroError)  # noqa: S101 - registered for LleroError only
-    status = next(
-        (code for kind, code in STATUS_BY_ERROR.items() if isinstance(error, kind)), 400
-    )
+    status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(error, kind)), 400)
     return _respond(request, status, error.code, error.message, error.details)
 
 

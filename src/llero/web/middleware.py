@@ -1,9 +1,10 @@
 """Pure ASGI middleware at the edge of the API, outermost first:
 
-``EdgeMiddleware`` gives every request an id, logs it, adds the security headers to every
-response and turns an unhandled error into a bare 500; ``HostMiddleware`` rejects Host headers
-that are not allowlisted; ``CorsMiddleware`` answers only allowlisted origins; ``BodyLimitMiddleware``
-caps the body size and the JSON nesting depth before any parser sees the body.
+- ``EdgeMiddleware`` gives every request an id, logs it, adds the security headers to every
+  response and turns an unhandled error into a bare 500.
+- ``HostMiddleware`` rejects Host headers that are not allowlisted.
+- ``CorsMiddleware`` answers only allowlisted origins.
+- ``BodyLimitMiddleware`` caps the body size and the JSON nesting depth before any parser sees it.
 """
 
 import secrets
@@ -65,7 +66,11 @@ class EdgeMiddleware:
                 if response_started:
                     raise
                 await send_error(
-                    send_with_headers, 500, "internal_error", "internal error", request_id
+                    send_with_headers,
+                    500,
+                    code="internal_error",
+                    message="internal error",
+                    request_id=request_id,
                 )
             finally:
                 log.info(
@@ -89,8 +94,17 @@ class HostMiddleware:
         self.allowed = frozenset(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _host_name(Headers(scope=scope).get("host", "")) not in self.allowed:
-            await send_error(send, 400, "invalid_host", "the Host header is not allowed", request_id_of(scope))
+        if (
+            scope["type"] == "http"
+            and _host_name(Headers(scope=scope).get("host", "")) not in self.allowed
+        ):
+            await send_error(
+                send,
+                400,
+                code="invalid_host",
+                message="the Host header is not allowed",
+                request_id=request_id_of(scope),
+            )
             return
         await self.app(scope, receive, send)
 
@@ -133,7 +147,13 @@ class CorsMiddleware:
         if method not in SAFE_METHODS and origin != _own_origin(scope, headers):
             # A browser would block the response anyway; refusing first keeps the change from
             # happening at all when another site submits on a user's behalf.
-            await send_error(send, 403, "origin_not_allowed", "the Origin is not allowed", request_id_of(scope))
+            await send_error(
+                send,
+                403,
+                code="origin_not_allowed",
+                message="the Origin is not allowed",
+                request_id=request_id_of(scope),
+            )
             return
         await self.app(scope, receive, send)
 
@@ -149,7 +169,13 @@ class CorsMiddleware:
             or requested_method not in self.ALLOWED_METHODS
             or not requested_headers <= set(self.ALLOWED_HEADERS)
         ):
-            await send_error(send, 403, "origin_not_allowed", "the CORS preflight is not allowed", request_id_of(scope))
+            await send_error(
+                send,
+                403,
+                code="origin_not_allowed",
+                message="the CORS preflight is not allowed",
+                request_id=request_id_of(scope),
+            )
             return
         cors = [
             (b"access-control-allow-origin", origin.encode("latin-1")),
@@ -218,9 +244,9 @@ class BodyLimitMiddleware:
             await send_error(
                 send,
                 400,
-                "invalid_request",
-                f"the JSON body is nested deeper than {self.max_depth} levels",
-                request_id,
+                code="invalid_request",
+                message=f"the JSON body is nested deeper than {self.max_depth} levels",
+                request_id=request_id,
             )
             return
 
@@ -239,7 +265,7 @@ class BodyLimitMiddleware:
         await send_error(
             send,
             413,
-            "body_too_large",
-            f"the request body is larger than {self.max_bytes} bytes",
-            request_id,
+            code="body_too_large",
+            message=f"the request body is larger than {self.max_bytes} bytes",
+            request_id=request_id,
         )

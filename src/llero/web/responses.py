@@ -22,6 +22,7 @@ def error_body(
 async def send_error(
     send: Send,
     status: int,
+    *,
     code: str,
     message: str,
     request_id: str,
@@ -30,5 +31,11 @@ async def send_error(
     """Send a complete JSON error response from ASGI middleware."""
     payload = json.dumps(error_body(code, message, request_id)).encode()
     headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": headers + (extra_headers or []),
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
