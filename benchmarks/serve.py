@@ -1,0 +1,121 @@
+"""Measure `llero serve`: start-up time, idle memory, and GET /api/tools against GET /healthz.
+
+Starts the real command on 127.0.0.1 in a temporary data directory, stores 500 tools, and drives
+both routes with wrk (a separate native process, so the load generator does not compete with a
+Python client for the same cores).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess  # noqa: S404 - runs llero and wrk with fixed argument vectors
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from llero.forge.models import Tool, ToolStatus
+from llero.storage.db import Database
+
+ROOT = Path(__file__).resolve().parents[1]
+LLERO = str(Path(sys.executable).parent / "llero")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def store_tools(database_url: str, count: int) -> None:
+    database = Database(database_url)
+    with database.transaction() as session:
+        for index in range(count):
+            session.add(
+                Tool(
+                    name=f"bench_tool_{index:04d}",
+                    description="A tool stored for the list benchmark.",
+                    status=ToolStatus.ACTIVE,
+                    parameters=[
+                        {"name": "city", "type": "string", "required": True},
+                        {"name": "days", "type": "integer", "minimum": 1, "maximum": 14},
+                    ],
+                )
+            )
+    database.dispose()
+
+
+def wait_until_healthy(base: str, deadline: float) -> None:
+    while time.perf_counter() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.01)
+    raise SystemExit("llero serve did not answer /healthz in time")
+
+
+def resident_memory_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert match, "no VmRSS in /proc status"
+    return int(match.group(1)) / 1024
+
+
+def run_wrk(url: str, seconds: int, connections: int) -> float:
+    output = subprocess.run(  # noqa: S603 - fixed argument vector
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert match, output
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    assert non_2xx is None, f"wrk saw error responses:\n{output}"
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tools", type=int, default=500, help="tools to store")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per route")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian package wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="llero-bench-"))
+    port = free_port()
+    env = {**os.environ, "LLERO_DATA_DIR": str(workdir / "data"), "LLERO_LOG_LEVEL": "warning"}
+    subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)  # noqa: S603
+    store_tools(f"sqlite:///{workdir / 'data' / 'llero.db'}", options.tools)
+
+    base = f"http://127.0.0.1:{port}"
+    launched = time.perf_counter()
+    server = subprocess.Popen([LLERO, "serve", "--port", str(port)], env=env)  # noqa: S603
+    try:
+        wait_until_healthy(base, launched + 30)
+        startup = time.perf_counter() - launched
+        time.sleep(1)
+        idle_mib = resident_memory_mib(server.pid)
+        health_rps = run_wrk(f"{base}/healthz", options.seconds, options.connections)
+        tools_rps = run_wrk(f"{base}/api/tools", options.seconds, options.connections)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(workdir)
+
+    print(f"start-up until /healthz answers: {startup * 1000:.0f} ms")
+    print(f"idle resident memory: {idle_mib:.1f} MiB")
+    print(f"GET /healthz: {health_rps:.0f} requests/s")
+    print(f"GET /api/tools ({options.tools} tools stored): {tools_rps:.0f} requests/s")
+    print(f"ratio tools/healthz: {tools_rps / health_rps:.2f} (goal: at least 0.50)")
+
+
+if __name__ == "__main__":
+    main()
