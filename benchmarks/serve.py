@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import socket
-import subprocess  # noqa: S404 - runs llero and wrk with fixed argument vectors
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,7 +67,7 @@ def resident_memory_mib(pid: int) -> float:
 
 
 def run_wrk(url: str, seconds: int, connections: int) -> float:
-    output = subprocess.run(  # noqa: S603 - fixed argument vector
+    output = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
         capture_output=True,
         text=True,
@@ -92,12 +92,12 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="llero-bench-"))
     port = free_port()
     env = {**os.environ, "LLERO_DATA_DIR": str(workdir / "data"), "LLERO_LOG_LEVEL": "warning"}
-    subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)  # noqa: S603
+    subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
     store_tools(f"sqlite:///{workdir / 'data' / 'llero.db'}", options.tools)
 
     base = f"http://127.0.0.1:{port}"
     launched = time.perf_counter()
-    server = subprocess.Popen([LLERO, "serve", "--port", str(port)], env=env)  # noqa: S603
+    server = subprocess.Popen([LLERO, "serve", "--port", str(port)], env=env)
     try:
         wait_until_healthy(base, launched + 30)
         startup = time.perf_counter() - launched
