@@ -19,6 +19,7 @@ class Permission(StrEnum):
     AGENT_DELETE = "agent:delete"
     AGENT_READ = "agent:read"
     AGENT_UPDATE = "agent:update"
+    AGENT_UPDATE_STATUS = "agent:update_status"
     API_SCHEMA_READ = "api_schema:read"
     CATEGORY_CREATE = "category:create"
     CATEGORY_DELETE = "category:delete"
