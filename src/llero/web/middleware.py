@@ -7,6 +7,7 @@
 - ``BodyLimitMiddleware`` caps the body size and the JSON nesting depth before any parser sees it.
 """
 
+import re
 import secrets
 import time
 from typing import Any
@@ -22,6 +23,9 @@ from llero.web.responses import send_error
 log = structlog.get_logger("llero.web")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# A Host header is a name or a bracketed IPv6 address, then at most an optional numeric port.
+_HOST_HEADER = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[^:\[\]]*)(?::[0-9]{1,5})?")
 
 
 def request_id_of(scope: Scope) -> str:
@@ -109,11 +113,14 @@ class HostMiddleware:
         await self.app(scope, receive, send)
 
 
-def _host_name(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+def _host_name(host: str) -> str | None:
+    """Return the lower-cased name without its port, or None when the header is malformed.
+
+    Anything after the name other than a numeric port makes the header malformed, so
+    ``[::1]evil.com`` or ``localhost:evil`` cannot pass as an allowlisted name.
+    """
+    match = _HOST_HEADER.fullmatch(host.strip().lower())
+    return match["name"] if match else None
 
 
 class CorsMiddleware:
