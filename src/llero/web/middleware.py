@@ -247,7 +247,9 @@ class BodyLimitMiddleware:
             more = message.get("more_body", False)
         body = b"".join(chunks)
 
-        if "json" in headers.get("content-type", "") and json_depth_exceeds(body, self.max_depth):
+        # Media types are case-insensitive and FastAPI parses "Application/JSON" as JSON too.
+        is_json = "json" in headers.get("content-type", "").lower()
+        if is_json and json_depth_exceeds(body, self.max_depth):
             await send_error(
                 send,
                 400,
