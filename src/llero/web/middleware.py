@@ -220,7 +220,8 @@ class BodyLimitMiddleware:
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+        # Every method is checked: FastAPI reads a body on GET too when a route declares one.
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
