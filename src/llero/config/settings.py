@@ -161,6 +161,10 @@ def _reject_unknown_variables(environ: dict[str, str]) -> None:
 def _describe(error: ValidationError) -> str:
     first = error.errors(include_input=False, include_url=False)[0]
     location = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        # Only .env gets here, because unknown variables in the environment are rejected by name
+        # first. pydantic-settings reports the .env name as written, prefix included or not.
+        return f"unknown setting {location.upper()} in .env; check the spelling against the README"
     variable = ENV_PREFIX + location.upper() if location else "settings"
     message = first["msg"].removeprefix("Value error, ")
     return f"invalid setting {variable}: {message}"
