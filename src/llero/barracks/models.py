@@ -53,7 +53,9 @@ class Agent(Base):
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
     updated_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
 
-    toolkit: Mapped[list[Tool]] = relationship(secondary=agent_tools, lazy="selectin")
+    toolkit: Mapped[list[Tool]] = relationship(
+        secondary=agent_tools, lazy="selectin", order_by=Tool.id
+    )
 
 
 __all__ = ["DESCRIPTION_MAX", "Agent", "AgentStatus", "agent_tools"]
