@@ -26,8 +26,8 @@ log = get_logger("llero.barracks")
 
 PROVIDER_MAX = 64
 MODEL_MAX = 128
-# OpenAI's chat completions API accepts at most 128 tools in one request; a larger toolkit could
-# never be sent whole to it.
+# The OpenAI chat completions API reference states that a request supports at most 128
+# functions as tools, so a larger toolkit could never be sent whole to that provider.
 TOOLKIT_MAX = 128
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
@@ -263,6 +263,11 @@ def _touch(agent: Agent) -> None:
     agent.updated_at = utc_now()
 
 
+def _assign_toolkit(agent: Agent, tools: list[Tool]) -> None:
+    # Sorted as the relationship loads it, so the agent reads the same before and after a reload.
+    agent.toolkit = sorted(tools, key=lambda tool: tool.id)
+
+
 # Toolkits.
 
 
@@ -361,7 +366,7 @@ def create_agent(session: Session, new: NewAgent, *, now: datetime | None = None
     toolkit = _toolkit_tools(session, new.tool_ids, "tool_ids")
     _check_name_free(session, name, None)
 
-    agent.toolkit = toolkit
+    _assign_toolkit(agent, toolkit)
     session.add(agent)
     _flush(session, name)
     log.info("agent_created", agent_id=agent.id, tools=len(toolkit))
@@ -447,7 +452,7 @@ def set_status(session: Session, agent_id: int, status: AgentStatus) -> Agent:
 def set_toolkit(session: Session, agent_id: int, tool_ids: Sequence[int]) -> Agent:
     """Replace the whole toolkit. Every tool must exist and be active, and none may repeat."""
     agent = get_agent(session, agent_id)
-    agent.toolkit = _toolkit_tools(session, tool_ids, "tool_ids")
+    _assign_toolkit(agent, _toolkit_tools(session, tool_ids, "tool_ids"))
     _touch(agent)
     _flush(session, agent.name)
     log.info("agent_toolkit_set", agent_id=agent.id, tools=len(agent.toolkit))
@@ -465,7 +470,7 @@ def add_tool(session: Session, agent_id: int, tool_id: int) -> Agent:
             " remove one before adding another"
         )
 
-    agent.toolkit.append(_active_tool(session, tool_id, "tool_id"))
+    _assign_toolkit(agent, [*agent.toolkit, _active_tool(session, tool_id, "tool_id")])
     _touch(agent)
     _flush(session, agent.name)
     log.info("agent_tool_added", agent_id=agent.id, tool_id=tool_id)
