@@ -1,0 +1,1 @@
+"""Users, sign-in and the tokens that prove who a caller is."""
