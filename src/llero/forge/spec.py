@@ -57,7 +57,9 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_max_length=MAX_STRING_LENGTH)
 
 
-Scalar = str | int | float | bool | None
+# JSON has no NaN or infinity, and a bound of NaN would make every comparison with it false.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Scalar = str | int | FiniteFloat | bool | None
 ParameterName = Annotated[str, Field(pattern=PARAMETER_NAME_PATTERN)]
 
 # Strict models take enum members only as enum instances when validating Python objects; these
@@ -68,7 +70,8 @@ OperatorField = Annotated[Operator, Field(strict=False)]
 
 
 class Condition(SpecModel):
-    """``effect`` applies to the owning parameter while sibling ``parameter`` ``operator`` ``value``."""
+    """A dependency rule: ``effect`` applies to the owning parameter while the sibling
+    ``parameter`` compares to ``value`` by ``operator``."""
 
     effect: EffectField
     parameter: ParameterName
@@ -83,8 +86,8 @@ class Schema(SpecModel):
     description: Annotated[str, Field(max_length=DESCRIPTION_MAX)] = ""
     format: Annotated[str, Field(max_length=64)] | None = None
     enum: Annotated[list[Scalar], Field(min_length=1, max_length=MAX_ENUM_VALUES)] | None = None
-    minimum: int | float | None = None
-    maximum: int | float | None = None
+    minimum: int | FiniteFloat | None = None
+    maximum: int | FiniteFloat | None = None
     min_length: Annotated[int, Field(ge=0, le=MAX_STRING_LENGTH)] | None = None
     max_length: Annotated[int, Field(ge=0, le=MAX_STRING_LENGTH)] | None = None
     pattern: Annotated[str, Field(max_length=MAX_PATTERN_LENGTH)] | None = None
@@ -153,17 +156,18 @@ def check_siblings(parameters: list[Parameter], path: str, depth: int) -> None:
                     f"{path}.{parameter.name}: condition refers to {condition.parameter!r}, "
                     "which is not another parameter at the same level"
                 )
-        for child, child_path in _children(parameter, f"{path}.{parameter.name}"):
-            check_siblings(child, child_path, depth + 1)
+        _check_nested(parameter, f"{path}.{parameter.name}", depth)
 
 
-def _children(schema: Schema, path: str) -> list[tuple[list[Parameter], str]]:
-    found: list[tuple[list[Parameter], str]] = []
+def _check_nested(schema: Schema, path: str, depth: int) -> None:
+    # Array items count as a level like object properties do: otherwise arrays of arrays could
+    # nest without bound and make compiling and validating recurse that deep.
     if schema.properties is not None:
-        found.append((schema.properties, path))
+        check_siblings(schema.properties, path, depth + 1)
     if schema.items is not None:
-        found.extend(_children(schema.items, f"{path}[]"))
-    return found
+        if depth + 1 > MAX_NESTING:
+            raise ValueError(f"{path}[] nests deeper than {MAX_NESTING} levels")
+        _check_nested(schema.items, f"{path}[]", depth + 1)
 
 
 def dump_parameters(parameters: list[Parameter]) -> list[dict[str, Any]]:
