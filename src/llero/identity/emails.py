@@ -1,0 +1,146 @@
+"""Email address normalisation, so that one mailbox can hold only one account.
+
+``normalize_email`` returns the form to store under a unique index: the local part in NFKC with
+Unicode case folding, and the domain as lower-case IDNA A-labels. Folding the local part's case
+goes beyond RFC 5321, which lets a server tell ``Alice`` from ``alice``. No common mail provider
+does so, and folding can only merge two addresses into one key, never let one mailbox claim two
+accounts. Keep the address as the user typed it for sending mail.
+
+Quoted local parts (``"john doe"@example.com``), comments and IP-literal domains are rejected.
+They are valid in RFC 5322 but rare in practice, and each makes it harder to decide when two
+strings name the same mailbox.
+"""
+
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+import idna
+
+from llero.errors import InvalidInput, Violation
+
+# RFC 5321 limits a local part to 64 octets and a forward path to 256 octets including its two
+# angle brackets, which leaves 254 for the address.
+MAX_LOCAL_PART_OCTETS = 64
+MAX_ADDRESS_OCTETS = 254
+
+# NFKC can expand a code point into at most 18 (U+FDFA), so a longer input can never fit.
+_MAX_INPUT_CHARACTERS = MAX_ADDRESS_OCTETS * 18
+
+# Characters RFC 5322 allows in a dot-atom besides letters and digits ("atext").
+_ATEXT_SYMBOLS = frozenset("!#$%&'*+-/=?^_`{|}~")
+
+# RFC 6531 allows any UTF-8 in a local part. Llero accepts letters, combining marks and digits of
+# every script. It rejects symbols, spaces, format characters (such as zero-width joiners) and
+# unassigned code points, because they let two different addresses look the same.
+_NON_ASCII_CATEGORIES = frozenset(
+    {"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No"}
+)
+
+# TODO: a look-alike key is missing: the skeleton of Unicode TR39, under which a Cyrillic "a"
+# (U+0430) and a Latin "a" give the same key. It needs TR39's confusables data, which Llero does
+# not ship yet, so addresses that differ only in look-alike letters can still hold two accounts.
+
+
+class EmailRule(StrEnum):
+    """The rule that a rejected address broke; stable, for clients to branch on."""
+
+    INVALID_FORMAT = "invalid_format"
+    TOO_LONG = "too_long"
+    INVALID_LOCAL_PART = "invalid_local_part"
+    INVALID_DOMAIN = "invalid_domain"
+
+
+@dataclass(frozen=True)
+class EmailRejection:
+    """The reason an address was rejected; ``message`` never repeats the address."""
+
+    rule: EmailRule
+    message: str
+
+
+class EmailRejected(InvalidInput):
+    """An email address is invalid; ``rule`` names the rule it broke."""
+
+    def __init__(self, rejection: EmailRejection) -> None:
+        super().__init__(rejection.message, details=[Violation("email", rejection.message)])
+        self.rule = rejection.rule
+
+
+def normalize_email(address: str) -> str:
+    """Return the normalised form of ``address`` for uniqueness checks, or raise EmailRejected."""
+    if len(address) > _MAX_INPUT_CHARACTERS:
+        raise _too_long()
+
+    local_part, at_sign, domain = unicodedata.normalize("NFKC", address).rpartition("@")
+    if not at_sign or not local_part or not domain or "@" in local_part:
+        raise _rejected(
+            EmailRule.INVALID_FORMAT,
+            "email address must be a local part and a domain joined by exactly one '@'",
+        )
+
+    normalized = f"{_normalize_local_part(local_part)}@{_normalize_domain(domain)}"
+    if len(normalized.encode("utf-8")) > MAX_ADDRESS_OCTETS:
+        raise _too_long()
+    return normalized
+
+
+def _normalize_local_part(local_part: str) -> str:
+    # Case folding can leave a string that NFKC changes again (the folded "ΐ" is decomposed), so
+    # the result is normalised once more, as Unicode's NFKC_Casefold does.
+    folded = unicodedata.normalize("NFKC", local_part.casefold())
+
+    if len(folded.encode("utf-8", errors="surrogatepass")) > MAX_LOCAL_PART_OCTETS:
+        raise _rejected(
+            EmailRule.TOO_LONG,
+            f"local part of the email address is longer than {MAX_LOCAL_PART_OCTETS} bytes",
+        )
+    if folded.startswith(".") or folded.endswith(".") or ".." in folded:
+        raise _rejected(
+            EmailRule.INVALID_LOCAL_PART,
+            "local part of the email address must not start or end with a dot or contain two "
+            "dots in a row",
+        )
+    if not all(_is_local_part_character(character) for character in folded):
+        raise _rejected(
+            EmailRule.INVALID_LOCAL_PART,
+            "local part of the email address contains a character that is not allowed; use "
+            "letters, digits, dots and !#$%&'*+-/=?^_`{|}~",
+        )
+    return folded
+
+
+def _is_local_part_character(character: str) -> bool:
+    if character.isascii():
+        return character.isalnum() or character == "." or character in _ATEXT_SYMBOLS
+    return unicodedata.category(character) in _NON_ASCII_CATEGORIES
+
+
+def _normalize_domain(domain: str) -> str:
+    try:
+        # UTS 46 processing maps case and compatibility forms before IDNA 2008 validates each
+        # label, so "BÜCHER.de" and "bücher.de" both give "xn--bcher-kva.de".
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError, and UnicodeEncodeError for a lone surrogate
+        raise _rejected(
+            EmailRule.INVALID_DOMAIN, "domain of the email address is not a valid domain name"
+        ) from None
+
+    # UTS 46 turns the ideographic full stop "。" into a dot, so a trailing dot is only visible
+    # here. A fully qualified "example.com." would be a second spelling of "example.com".
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or "" in labels or labels[-1].isdigit():
+        raise _rejected(
+            EmailRule.INVALID_DOMAIN,
+            "domain of the email address must be a name of two or more labels, such as "
+            "example.com, without a trailing dot and not an IP address",
+        )
+    return ascii_domain
+
+
+def _too_long() -> EmailRejected:
+    return _rejected(EmailRule.TOO_LONG, f"email address is longer than {MAX_ADDRESS_OCTETS} bytes")
+
+
+def _rejected(rule: EmailRule, message: str) -> EmailRejected:
+    return EmailRejected(EmailRejection(rule, message))

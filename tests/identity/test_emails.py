@@ -1,0 +1,152 @@
+"""Email normalisation for uniqueness: NFKC, case folding, IDNA, and rejection of invalid forms."""
+
+import pytest
+
+from llero.identity.emails import (
+    MAX_ADDRESS_OCTETS,
+    EmailRejected,
+    EmailRule,
+    normalize_email,
+)
+
+CYRILLIC_SMALL_A = "\u0430"
+
+
+def _full_width(text: str) -> str:
+    return "".join(
+        chr(ord(character) + 0xFEE0) if "!" <= character <= "~" else character
+        for character in text
+    )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Admin@Example.com",
+        "admin@example.com",
+        "ADMIN@EXAMPLE.COM",
+        "aDmIn@eXaMpLe.CoM",
+        _full_width("ADMIN@EXAMPLE.COM"),
+        # The ideographic full stop is a dot in IDNA.
+        "admin@example\u3002com",
+    ],
+    ids=["title", "lower", "upper", "mixed", "full-width", "ideographic-dot"],
+)
+def test_case_and_width_variants_normalize_to_same_address(address: str) -> None:
+    assert normalize_email(address) == "admin@example.com"
+
+
+def test_cyrillic_lookalike_is_not_folded_into_latin() -> None:
+    # NFKC and case folding never change script; only a TR39 skeleton would merge these.
+    lookalike = normalize_email(f"{CYRILLIC_SMALL_A}dmin@example.com")
+
+    assert lookalike == f"{CYRILLIC_SMALL_A}dmin@example.com"
+    assert lookalike != normalize_email("Admin@Example.com")
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("user@B\u00fccher.de", "user@xn--bcher-kva.de"),
+        ("user@B\u00dcCHER.DE", "user@xn--bcher-kva.de"),
+        ("user@xn--bcher-kva.de", "user@xn--bcher-kva.de"),
+        ("user@XN--BCHER-KVA.DE", "user@xn--bcher-kva.de"),
+    ],
+    ids=["unicode", "unicode-upper", "a-label", "a-label-upper"],
+)
+def test_unicode_domain_is_stored_as_idna_a_labels(address: str, expected: str) -> None:
+    assert normalize_email(address) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("Stra\u00dfe@example.com", "strasse@example.com"),
+        ("STRASSE@example.com", "strasse@example.com"),
+        ("\u0391\u039b\u0395\u039e@example.com", "\u03b1\u03bb\u03b5\u03be@example.com"),
+        ("e\u0301lise@example.com", "\u00e9lise@example.com"),
+        ("\u00c9LISE@example.com", "\u00e9lise@example.com"),
+    ],
+    ids=["sharp-s", "double-s", "greek-upper", "decomposed", "composed-upper"],
+)
+def test_local_part_is_nfkc_case_folded(address: str, expected: str) -> None:
+    assert normalize_email(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["first.last+tag@sub.example.co.uk", "o'brien@example.ie", "a!#$%&'*+-/=?^_`{|}~z@example.com"],
+)
+def test_valid_address_keeps_its_characters(address: str) -> None:
+    assert normalize_email(address) == address
+
+
+@pytest.mark.parametrize(
+    ("address", "rule"),
+    [
+        ("", EmailRule.INVALID_FORMAT),
+        ("admin", EmailRule.INVALID_FORMAT),
+        ("@example.com", EmailRule.INVALID_FORMAT),
+        ("admin@", EmailRule.INVALID_FORMAT),
+        ("ad@min@example.com", EmailRule.INVALID_FORMAT),
+        ("admin@@example.com", EmailRule.INVALID_FORMAT),
+        (".admin@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("admin.@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("ad..min@example.com", EmailRule.INVALID_LOCAL_PART),
+        ('"admin"@example.com', EmailRule.INVALID_LOCAL_PART),
+        ("ad min@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("admin\n@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("ad\u200bmin@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("ad\u200dmin@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("admin\u202e@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("ad\ud800min@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("ad\u0378min@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("\U0001f600@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("ad(comment)min@example.com", EmailRule.INVALID_LOCAL_PART),
+        ("admin@localhost", EmailRule.INVALID_DOMAIN),
+        ("admin@example.com.", EmailRule.INVALID_DOMAIN),
+        ("admin@example\u3002com\u3002", EmailRule.INVALID_DOMAIN),
+        ("admin@[127.0.0.1]", EmailRule.INVALID_DOMAIN),
+        ("admin@127.0.0.1", EmailRule.INVALID_DOMAIN),
+        ("admin@exa mple.com", EmailRule.INVALID_DOMAIN),
+        ("admin@exam_ple.com", EmailRule.INVALID_DOMAIN),
+        ("admin@-example.com", EmailRule.INVALID_DOMAIN),
+        ("admin@example..com", EmailRule.INVALID_DOMAIN),
+        ("admin@example.com\n", EmailRule.INVALID_DOMAIN),
+        ("admin@ex\u200dample.com", EmailRule.INVALID_DOMAIN),
+        ("admin@ex\ud800ample.com", EmailRule.INVALID_DOMAIN),
+        ("admin@" + "a" * 64 + ".com", EmailRule.INVALID_DOMAIN),
+        ("a" * 65 + "@example.com", EmailRule.TOO_LONG),
+        ("\u00e9" * 33 + "@example.com", EmailRule.TOO_LONG),
+        ("admin@" + ".".join(["a" * 60] * 5) + ".com", EmailRule.INVALID_DOMAIN),
+        ("a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".com", EmailRule.TOO_LONG),
+        ("a" * 100_000, EmailRule.TOO_LONG),
+    ],
+    ids=lambda value: value.value if isinstance(value, EmailRule) else None,
+)
+def test_invalid_address_is_rejected_with_rule(address: str, rule: EmailRule) -> None:
+    with pytest.raises(EmailRejected) as raised:
+        normalize_email(address)
+
+    error = raised.value
+    assert error.rule is rule
+    assert error.code == "invalid_request"
+    assert [violation.field for violation in error.details] == ["email"]
+
+
+def test_rejection_message_does_not_repeat_address() -> None:
+    with pytest.raises(EmailRejected) as raised:
+        normalize_email("secret.person@localhost")
+    assert "secret.person" not in raised.value.message
+
+
+def test_local_part_of_64_octets_is_accepted() -> None:
+    assert normalize_email("a" * 64 + "@example.com") == "a" * 64 + "@example.com"
+
+
+def test_address_of_254_octets_is_accepted() -> None:
+    domain = ".".join(["b" * 60] * 4) + ".co"
+    address = "a" * (MAX_ADDRESS_OCTETS - len(domain) - 1) + "@" + domain
+    assert len(address) == MAX_ADDRESS_OCTETS
+
+    assert normalize_email(address) == address
