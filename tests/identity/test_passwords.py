@@ -233,3 +233,29 @@ def test_async_hash_leaves_event_loop_free() -> None:
     # A hash that blocked the loop would let this loop turn at most once. A hash in a worker
     # thread leaves the loop free to turn many times while the hash runs.
     assert asyncio.run(count_ticks_during_hash()) > 10
+
+
+def test_verification_without_account_returns_false() -> None:
+    assert passwords.verify_password_without_account(PASSWORD) is False
+    assert passwords.verify_password_without_account("") is False
+
+
+def test_verification_without_account_runs_argon2id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The point is to spend the time of a real verification, so argon2id must run.
+    calls: list[str] = []
+    real_verify = passwords._verify_argon2id
+
+    def recording_verify(password: str, password_hash: str) -> bool:
+        calls.append(password_hash)
+        return real_verify(password, password_hash)
+
+    monkeypatch.setattr(passwords, "_verify_argon2id", recording_verify)
+    passwords.verify_password_without_account(PASSWORD)
+
+    assert len(calls) == 1
+    assert calls[0].startswith("$argon2id$v=19$m=65536,t=3,p=1$")
+
+
+def test_async_verification_without_account_returns_false() -> None:
+    result = asyncio.run(passwords.verify_password_without_account_async(PASSWORD))
+    assert result is False

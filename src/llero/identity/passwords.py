@@ -1,8 +1,8 @@
 """Password hashing with argon2id, and verification of argon2id and legacy bcrypt hashes.
 
 One hash or verification takes a few hundred milliseconds of CPU on purpose, so code that runs on
-an event loop must call ``hash_password_async`` and ``verify_password_async``. Both run the work in
-a small thread pool of their own and leave the loop free.
+an event loop must call the ``*_async`` variants. They run the work in a small thread pool of
+their own and leave the loop free.
 
 Passwords are normalised to Unicode NFKC before argon2id hashing, as NIST SP 800-63B-4 advises for
 Unicode passwords, so the same password typed as composed or decomposed characters verifies.
@@ -10,7 +10,9 @@ Nothing else is changed: no truncation, no case folding, no trimming of spaces.
 """
 
 import asyncio
+import functools
 import os
+import secrets
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
@@ -23,9 +25,10 @@ from llero.errors import InvalidInput, Violation
 from llero.identity.policy import MAXIMUM_LENGTH
 
 # OWASP's Password Storage Cheat Sheet sets the floor for argon2id at 19 MiB of memory, 2 passes
-# and 1 lane. Memory is what makes guessing on GPUs and ASICs expensive, so Llero uses 64 MiB (the
-# memory of RFC 9106's second recommended setting) with 3 passes. One lane keeps each hash on one
-# core, so concurrent sign-ins queue in the pool below instead of all slowing down together.
+# and 1 lane. Memory is what makes guessing on GPUs and ASICs expensive, so Llero takes RFC 9106's
+# second recommended setting, 64 MiB and 3 passes, but with 1 lane instead of 4. One lane keeps
+# each hash on one core, so concurrent sign-ins queue in the pool below instead of all slowing
+# down together.
 # benchmarks/identity_hashing.py reports the cost; on a 2-core x86-64 machine with argon2-cffi 25.1
 # the median was about 220 ms to hash and to verify.
 TIME_COST = 3
@@ -116,6 +119,16 @@ def hash_scheme(password_hash: str) -> HashScheme:
     raise PasswordHashFormatError("password hash is neither argon2id nor bcrypt")
 
 
+def verify_password_without_account(password: str) -> bool:
+    """Spend the time of one argon2id verification and return False.
+
+    Sign-in calls this when no account has the given email, so that a missing account takes as
+    long to reject as a wrong password and response times do not reveal which emails exist.
+    """
+    _verify_argon2id(password, _dummy_hash())
+    return False
+
+
 async def hash_password_async(password: str) -> str:
     """Run ``hash_password`` in the password thread pool."""
     loop = asyncio.get_running_loop()
@@ -126,6 +139,18 @@ async def verify_password_async(password: str, password_hash: str) -> bool:
     """Run ``verify_password`` in the password thread pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool, verify_password, password, password_hash)
+
+
+async def verify_password_without_account_async(password: str) -> bool:
+    """Run ``verify_password_without_account`` in the password thread pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool, verify_password_without_account, password)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # A hash of a random value at the current parameters; no password can match it in practice.
+    return _hasher.hash(secrets.token_urlsafe(32))
 
 
 def _unhashable_reason(normalised: str) -> str | None:
