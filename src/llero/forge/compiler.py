@@ -6,17 +6,23 @@ cannot smuggle arguments the spec does not name. Conditions become an ``allOf`` 
 ``properties`` alone holds vacuously when the trigger is absent.
 """
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from llero.errors import InvalidInput, Violation
 from llero.forge.spec import Condition, Effect, Operator, Parameter, ParameterType, Schema, ToolSpec
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
+COMPILE_CACHE_SIZE = 1024
+
+_META_VALIDATOR = Draft202012Validator(
+    Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+)
 
 # Characters with a meaning in both RE2 and ECMA-262 regular expressions; escaping exactly these
 # keeps a literal substring valid in both dialects, and lets import recognise it again.
@@ -46,17 +52,20 @@ class ConditionSite:
     condition: Condition
 
 
-@dataclass
+ConditionSites = dict[SchemaPath, list[ConditionSite]]
+
+
+@dataclass(frozen=True)
 class CompiledSchema:
     """A compiled schema and, per object schema location, the conditions of its ``allOf``."""
 
     schema: dict[str, Any]
-    conditions: dict[SchemaPath, list[ConditionSite]] = field(default_factory=dict)
+    conditions: ConditionSites
 
 
 def compile_schema(spec: ToolSpec) -> dict[str, Any]:
     """Return the spec's argument schema with ``$schema``; raise InvalidInput if it is invalid."""
-    return compile_spec(spec).schema
+    return copy.deepcopy(compile_spec(spec).schema)
 
 
 def provider_schema(spec: ToolSpec) -> dict[str, Any]:
@@ -67,17 +76,27 @@ def provider_schema(spec: ToolSpec) -> dict[str, Any]:
 
 
 def compile_spec(spec: ToolSpec) -> CompiledSchema:
-    """Compile the spec, keep where each condition went, and check the meta-schema."""
-    compiled = CompiledSchema(schema={})
-    body = _object_schema(spec.parameters, (), compiled, "parameters")
-    compiled.schema = {"$schema": DIALECT, **body}
-    _check_meta_schema(compiled.schema)
-    return compiled
+    """Compile the spec, keep where each condition went, and check the meta-schema.
+
+    The result is cached and shared between callers, so it must not be modified.
+    """
+    return _compile_json(spec.model_dump_json())
+
+
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _compile_json(spec_json: str) -> CompiledSchema:
+    # Keyed by the spec's JSON, so an edited spec never reuses a stale schema. The meta-schema
+    # check costs several milliseconds per spec, and import, export and validation all compile.
+    spec = ToolSpec.model_validate_json(spec_json)
+    sites: ConditionSites = {}
+    schema = {"$schema": DIALECT, **_object_schema(spec.parameters, (), sites, "parameters")}
+    _check_meta_schema(schema)
+    return CompiledSchema(schema, sites)
 
 
 def value_schema(schema: Schema) -> dict[str, Any]:
     """Compile one parameter, array item or property on its own (used to check defaults)."""
-    return _value_schema(schema, (), CompiledSchema(schema={}), "parameters")
+    return _value_schema(schema, (), {}, "parameters")
 
 
 def escape_literal(text: str) -> str:
@@ -98,19 +117,20 @@ def child_path(base: str, key: str | int) -> str:
 
 
 def _check_meta_schema(schema: dict[str, Any]) -> None:
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        location = error.json_path
-        raise InvalidInput(
-            "the tool's JSON Schema is invalid",
-            details=[
-                Violation(
-                    "parameters",
-                    f"the compiled schema is invalid at {location}: {_shorten(error.message)}",
-                )
-            ],
-        ) from error
+    # The same check as Draft202012Validator.check_schema (first error against the meta-schema,
+    # formats asserted), with the meta-schema validator built once instead of on every call.
+    error = next(iter(_META_VALIDATOR.iter_errors(schema)), None)
+    if error is None:
+        return
+    raise InvalidInput(
+        "the tool's JSON Schema is invalid",
+        details=[
+            Violation(
+                "parameters",
+                f"the compiled schema is invalid at {error.json_path}: {_shorten(error.message)}",
+            )
+        ],
+    )
 
 
 def _shorten(message: str, limit: int = 300) -> str:
@@ -118,13 +138,13 @@ def _shorten(message: str, limit: int = 300) -> str:
 
 
 def _object_schema(
-    parameters: list[Parameter], path: SchemaPath, compiled: CompiledSchema, where: str
+    parameters: list[Parameter], path: SchemaPath, sites: ConditionSites, where: str
 ) -> dict[str, Any]:
     properties = {
         parameter.name: _value_schema(
             parameter,
             (*path, "properties", parameter.name),
-            compiled,
+            sites,
             child_path(where, parameter.name),
         )
         for parameter in parameters
@@ -135,14 +155,14 @@ def _object_schema(
         "required": [parameter.name for parameter in parameters if parameter.required],
         "additionalProperties": False,
     }
-    clauses = _condition_clauses(parameters, path, compiled, where)
+    clauses = _condition_clauses(parameters, path, sites, where)
     if clauses:
         schema["allOf"] = clauses
     return schema
 
 
 def _value_schema(
-    schema: Schema, path: SchemaPath, compiled: CompiledSchema, where: str
+    schema: Schema, path: SchemaPath, sites: ConditionSites, where: str
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if schema.type is not ParameterType.ENUM:
@@ -158,26 +178,26 @@ def _value_schema(
     if schema.has_default:
         result["default"] = schema.default
     if schema.items is not None:
-        result["items"] = _value_schema(schema.items, (*path, "items"), compiled, f"{where}[*]")
+        result["items"] = _value_schema(schema.items, (*path, "items"), sites, f"{where}[*]")
     if schema.properties is not None:
-        result.update(_object_schema(schema.properties, path, compiled, where))
+        result.update(_object_schema(schema.properties, path, sites, where))
     return result
 
 
 def _condition_clauses(
-    parameters: list[Parameter], path: SchemaPath, compiled: CompiledSchema, where: str
+    parameters: list[Parameter], path: SchemaPath, sites: ConditionSites, where: str
 ) -> list[dict[str, Any]]:
     by_name = {parameter.name: parameter for parameter in parameters}
     clauses: list[dict[str, Any]] = []
-    sites: list[ConditionSite] = []
+    found: list[ConditionSite] = []
     for parameter in parameters:
         for index, condition in enumerate(parameter.conditions):
             trigger = by_name[condition.parameter]
             location = f"{child_path(where, parameter.name)}.conditions[{index}]"
             clauses.append(_condition_clause(parameter.name, condition, trigger, location))
-            sites.append(ConditionSite(parameter.name, condition))
-    if sites:
-        compiled.conditions[path] = sites
+            found.append(ConditionSite(parameter.name, condition))
+    if found:
+        sites[path] = found
     return clauses
 
 

@@ -112,9 +112,20 @@ class Schema(SpecModel):
             raise ValueError("minimum is greater than maximum")
         _check_pair(self.min_length, self.max_length, "min_length", "max_length")
         _check_pair(self.min_items, self.max_items, "min_items", "max_items")
-        if "default" in self.model_fields_set and not self.has_default:
-            self.has_default = True
+        _check_default_flag(self)
         return self
+
+
+def _check_default_flag(schema: "Schema") -> None:
+    # Giving "default" implies has_default; an explicit has_default (as model_dump writes it)
+    # is kept, so that dumping and loading a schema gives the same schema back.
+    fields_set = schema.model_fields_set
+    if "has_default" not in fields_set:
+        if "default" in fields_set:
+            schema.has_default = True
+        return
+    if not schema.has_default and schema.default is not None:
+        raise ValueError("default is set but has_default is false")
 
 
 def _check_pair(low: int | None, high: int | None, low_name: str, high_name: str) -> None:

@@ -201,7 +201,7 @@ def _additional_properties(
     known = schema.get("properties", {})
     for name in instance:
         if name not in known:
-            yield ValidationError(f"{name!r} is not a known parameter", path=[name])
+            yield ValidationError("is not a known parameter", path=[name])
 
 
 _DEFAULT_ADDITIONAL_PROPERTIES: Callable[..., Iterator[ValidationError]] = (
