@@ -29,8 +29,8 @@ from llero.identity.policy import MAXIMUM_LENGTH
 # second recommended setting, 64 MiB and 3 passes, but with 1 lane instead of 4. One lane keeps
 # each hash on one core, so concurrent sign-ins queue in the pool below instead of all slowing
 # down together.
-# benchmarks/identity_hashing.py reports the cost; on a 2-core x86-64 machine with argon2-cffi 25.1
-# the median was about 220 ms to hash and to verify.
+# benchmarks/identity_hashing.py measures the cost. On a shared 2-core x86-64 machine with
+# argon2-cffi 25.1.0, the median of 21 runs was 226 ms to hash and 232 ms to verify.
 TIME_COST = 3
 MEMORY_COST_KIB = 64 * 1024
 PARALLELISM = 1
@@ -177,8 +177,8 @@ def _verify_argon2id(password: str, password_hash: str) -> bool:
 
 
 def _verify_bcrypt(password: str, password_hash: str) -> bool:
-    # The bytes are the password as given, without NFKC: deployments that made these hashes
-    # hashed what the user typed, and this hash is replaced by argon2id on success anyway.
+    # The bytes are the password as given, without NFKC, because bcrypt deployments usually
+    # hashed what the user typed. On success the caller replaces this hash with argon2id anyway.
     try:
         encoded = password.encode("utf-8")
     except UnicodeEncodeError:
