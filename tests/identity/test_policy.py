@@ -178,6 +178,11 @@ def test_password_containing_role_name_is_rejected(password: str) -> None:
     assert rule is PasswordRule.CONTAINS_CONTEXT_WORD
 
 
+def test_context_words_as_single_string_raises() -> None:
+    with pytest.raises(TypeError, match="not a single string"):
+        check_password("short", context_words="admin")
+
+
 def test_context_word_shorter_than_three_is_ignored() -> None:
     assert _rule("plum ab kettle orbit", context_words=["ab"]) is None
 

@@ -101,11 +101,17 @@ def check_password(
 
     ``email`` is the account's address, whose local part the password must not contain.
     ``context_words`` are further words the password must not contain, such as role names;
-    the product name is always one of them. Raises SettingsError for a minimum length that
-    ``check_minimum_length`` rejects. The first rule broken is reported, in the order of
-    ``PasswordRule``.
+    the product name is always one of them. Only the first rule broken is reported, in the
+    order of ``PasswordRule``.
+
+    Raises SettingsError for a minimum length that ``check_minimum_length`` rejects, and
+    TypeError when ``context_words`` is a single string instead of a collection.
     """
     check_minimum_length(minimum_length, mfa_required=mfa_required)
+    # A lone string is an iterable of one-character words, all of them too short to check.
+    if isinstance(context_words, str):
+        raise TypeError("context_words must be a collection of words, not a single string")
+
     normalised = unicodedata.normalize("NFKC", password)
     return (
         _check_characters(normalised)
