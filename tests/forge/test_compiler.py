@@ -57,7 +57,7 @@ def test_compile_schema_constraint_uses_json_schema_name(
     assert attribute not in compiled or attribute == keyword
 
 
-def test_compile_schema_enum_type_is_enum_list_without_type() -> None:
+def test_compile_schema_enum_type_untyped() -> None:
     spec = make_spec({"name": "unit", "type": "enum", "enum": ["metric", 3, None]})
 
     compiled = compile_schema(spec)["properties"]["unit"]
@@ -77,7 +77,7 @@ def test_compile_schema_keeps_description_and_default() -> None:
     assert properties["note"] == {"type": "string", "default": None}
 
 
-def test_compile_schema_nested_object_is_closed_and_items_compile() -> None:
+def test_compile_schema_nested_object_closed() -> None:
     spec = make_spec(
         {
             "name": "points",
@@ -169,7 +169,7 @@ def test_condition_effect_holds_only_while_trigger_matches(
     assert _is_valid(schema, arguments) is valid
 
 
-def test_condition_if_requires_trigger_so_absent_trigger_never_holds() -> None:
+def test_condition_absent_trigger_never_applies() -> None:
     schema = compile_schema(_mode_spec("required", "not_equals", "metric"))
 
     assert schema["allOf"][0]["if"]["required"] == ["mode"]
@@ -177,7 +177,7 @@ def test_condition_if_requires_trigger_so_absent_trigger_never_holds() -> None:
     assert not _is_valid(schema, {"mode": "imperial"})
 
 
-def test_condition_hidden_does_not_reject_non_object_nested_value() -> None:
+def test_condition_hidden_ignores_non_object() -> None:
     spec = make_spec(
         {
             "name": "options",

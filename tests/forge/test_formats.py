@@ -96,7 +96,7 @@ def test_parse_documents_strips_utf8_bom() -> None:
     assert parse_documents('\ufeff{"a": "é"}'.encode()) == [{"a": "é"}]
 
 
-def test_parse_documents_invalid_line_is_failure_with_line_number() -> None:
+def test_parse_documents_invalid_line_numbered() -> None:
     documents = parse_documents(b'{"a": 1}\n{"b": \n{"c": 3}\n')
 
     assert documents[0] == {"a": 1}
@@ -394,7 +394,7 @@ def test_import_null_default_is_kept_and_reported() -> None:
     assert _codes(entry) == [("null_default_kept", "$.a")]
 
 
-def test_import_default_that_breaks_its_schema_is_dropped_and_reported() -> None:
+def test_import_invalid_default_dropped() -> None:
     entry = _imported([_mcp(_closed({"flag": {"type": "boolean", "default": "false"}}))])
 
     assert entry.spec.parameters[0].has_default is False
@@ -416,7 +416,7 @@ def test_import_array_level_enum_moves_to_items() -> None:
     assert _codes(entry) == [("enum_moved_to_items", "$.tags")]
 
 
-def test_import_open_object_with_properties_is_closed_and_reported() -> None:
+def test_import_open_object_closed() -> None:
     schema = {
         "type": "object",
         "properties": {"p": {"type": "object", "properties": {"q": {"type": "string"}}}},

@@ -3,7 +3,7 @@
 Every object that lists its properties is closed (``additionalProperties: false``), so a tool call
 cannot smuggle arguments the spec does not name. Conditions become an ``allOf`` of
 ``if``/``then``/``else`` clauses. Each ``if`` also requires the trigger parameter, because
-``properties`` alone holds vacuously when the trigger is absent.
+``properties`` alone is vacuously true when the trigger is absent.
 """
 
 import copy
@@ -24,8 +24,8 @@ _META_VALIDATOR = Draft202012Validator(
     Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
 )
 
-# Characters with a meaning in both RE2 and ECMA-262 regular expressions; escaping exactly these
-# keeps a literal substring valid in both dialects, and lets import recognise it again.
+# Characters with a meaning in both RE2 and ECMA-262 regular expressions. Escaping exactly these
+# keeps a literal substring valid in both dialects, so import can also recognise it again.
 REGEX_SPECIAL = frozenset("\\.^$|?*+()[]{}")
 
 _KEYWORDS = (
@@ -221,7 +221,7 @@ def absent_schema(name: str) -> dict[str, Any]:
     """Return a schema that forbids property ``name``.
 
     ``{"not": {"required": [name]}}`` would also reject every value that is not an object, because
-    ``required`` holds vacuously there; a property that matches nothing rejects only ``name``.
+    ``required`` is vacuously true there. A property that matches nothing rejects only ``name``.
     """
     return {"properties": {name: {"not": {}}}}
 
@@ -243,7 +243,7 @@ def _trigger_test(condition: Condition, trigger: Schema, location: str) -> dict[
         raise _condition_error(
             location, f"{condition.operator.value} needs a number or integer parameter to compare"
         )
-    # The type keeps the test from holding vacuously for a value that is not a number.
+    # The type keeps the test from being vacuously true for a value that is not a number.
     keyword = (
         "exclusiveMinimum" if condition.operator is Operator.GREATER_THAN else "exclusiveMaximum"
     )

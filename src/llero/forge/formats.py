@@ -2,8 +2,8 @@
 
 Export writes the shapes that the providers document: OpenAI Chat Completions function tools,
 Anthropic Messages API client tools, and MCP ``tools/list`` entries. Import reads those three and
-BFCL corpus lines, and reports every change it makes to a spec (``Mapping``) or why it refused
-one (``RefusedSpec``); the caller decides what to store.
+BFCL corpus lines. It reports every change it makes to a spec as a ``Mapping``, and every spec it
+cannot import as a ``RefusedSpec`` with the reason, so the caller decides what to store.
 """
 
 import json
@@ -195,7 +195,7 @@ class ImportedSpec:
 
 @dataclass(frozen=True)
 class RefusedSpec:
-    """A spec that was not imported; ``code`` is stable and ``reason`` says why."""
+    """A spec that was not imported, with a stable ``code`` and a ``reason`` for people."""
 
     source: str
     name: str | None
@@ -376,7 +376,8 @@ def _drop_keys(body: dict[str, Any], expected: set[str], fmt: str, mappings: lis
 
 
 def _import_candidate(candidate: _Candidate) -> ImportedSpec | RefusedSpec:
-    original = candidate.name[:256] if isinstance(candidate.name, str) else None
+    name = candidate.name
+    original = name[:256] if isinstance(name, str) and name else None
     try:
         return _build(candidate)
     except Refusal as refusal:

@@ -340,7 +340,7 @@ class SchemaImporter:
     def _check_reference(
         self, reference: object, node: dict[str, Any], where: str, siblings: frozenset[str]
     ) -> None:
-        if not isinstance(reference, str) or not reference.startswith("#/"):
+        if not isinstance(reference, str) or not (reference == "#" or reference.startswith("#/")):
             raise Refusal(
                 "external_ref",
                 f"$ref at {where} does not point inside this schema; only local references "
@@ -362,7 +362,8 @@ class SchemaImporter:
 
     def _pointer(self, reference: str, where: str) -> dict[str, Any]:
         current: object = self.root
-        for token in reference[2:].split("/"):
+        tokens = reference[2:].split("/") if reference != "#" else []
+        for token in tokens:
             key = token.replace("~1", "/").replace("~0", "~")
             if isinstance(current, dict) and key in current:
                 current = current[key]
@@ -408,7 +409,8 @@ class SchemaImporter:
         other = options[1] if options[0] == null else options[0]
         if not isinstance(other, dict):
             raise Refusal(
-                "invalid_schema", f"{keyword} at {where} holds a schema that is not an object"
+                "invalid_schema",
+                f"{keyword} at {where} contains a schema that is not a JSON object",
             )
         other, pushed = self._resolve(other, where, frozenset())
         outer = {key: value for key, value in node.items() if key != keyword}
@@ -554,8 +556,8 @@ class SchemaImporter:
             )
         items = node.get("items")
         if kind == "array" and isinstance(items, dict) and items and "enum" not in items:
-            # BFCL writes the allowed values of each item on the array; as JSON Schema that
-            # would demand the whole array equal one string, which no array can.
+            # BFCL writes the allowed values of each item on the array. Read as JSON Schema, that
+            # enum would require the whole array to equal one string, which no array can.
             self.note(
                 "enum_moved_to_items",
                 "the enum was given on the array itself; it now applies to each item",
