@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 import uvicorn
 
+from llero.cli.tools import tools
 from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
 from llero.config.settings import Settings, check_safe_to_serve, load_settings
 from llero.errors import LleroError
@@ -127,6 +128,9 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
         log_level="warning",
         access_log=False,
     )
+
+
+cli.add_command(tools)
 
 
 def main() -> None:
