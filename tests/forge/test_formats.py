@@ -721,3 +721,37 @@ def test_import_refuses_other_all_of_rules(clause: dict[str, Any]) -> None:
 
     assert entry.code == "unsupported_keyword"
     assert "allOf at $" in entry.reason
+
+
+def test_import_flags_inside_ref_target_are_read() -> None:
+    schema = _closed(
+        {"a": {"$ref": "#/$defs/A"}},
+        required=["a"],
+        **{"$defs": {"A": {"type": "string", "optional": True}}},
+    )
+
+    entry = _imported([_mcp(schema)])
+
+    assert entry.spec.parameters[0].required is False
+    assert ("optional_flag", "$.a") in _codes(entry)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "required": True, "properties": {}, "additionalProperties": False},
+        {"type": "object", "optional": ["x"]},
+    ],
+)
+def test_import_stray_flags_are_reported(schema: dict[str, Any]) -> None:
+    entry = _imported([_mcp(schema)])
+
+    assert ("unknown_key_dropped", "$") in _codes(entry)
+
+
+def test_import_flag_on_array_item_is_reported() -> None:
+    schema = _closed({"list": {"type": "array", "items": {"type": "string", "optional": True}}})
+
+    entry = _imported([_mcp(schema)])
+
+    assert _codes(entry) == [("unknown_key_dropped", "$.list[*]")]

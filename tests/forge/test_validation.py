@@ -421,17 +421,17 @@ def test_check_spec_accepts_null_default_for_any_type() -> None:
         (
             {"type": "enum", "enum": ["a", "b"]},
             {"conditions": [condition("required", "mode", "equals", "c")]},
-            "'mode' can never be 'c', so the condition is constant",
+            "'mode' can never be 'c', so the condition never holds",
         ),
         (
             {"type": "integer"},
             {"conditions": [condition("hidden", "mode", "not_equals", "1")]},
-            "'mode' can never be '1', so the condition is constant",
+            "'mode' can never be '1', so the condition always holds",
         ),
         (
             {"type": "array", "items": {"type": "integer"}},
             {"conditions": [condition("required", "mode", "contains", "x")]},
-            "'mode' can never be 'x', so the condition is constant",
+            "'mode' can never contain 'x', so the condition never holds",
         ),
         (
             {"type": "string"},
@@ -469,3 +469,15 @@ def test_check_spec_lists_every_problem() -> None:
     problems = _problems(spec)
 
     assert set(problems) == {"parameters.a.pattern", "parameters.a.format", "parameters.b.default"}
+
+
+def test_validate_arguments_caps_violation_count() -> None:
+    spec = make_spec({"name": "list", "type": "array", "items": {"type": "integer"}})
+
+    violations = validate_arguments(spec, {"list": ["x"] * 5000})
+
+    assert len(violations) == validation.MAX_VIOLATIONS + 1
+    assert violations[0] == Violation("$.list[0]", "must be an integer, got a string")
+    assert violations[-1] == Violation(
+        "$", f"more violations were found; only the first {validation.MAX_VIOLATIONS} are listed"
+    )

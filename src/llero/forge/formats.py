@@ -299,9 +299,9 @@ def _detect_format(document: dict[str, Any]) -> str:
         return "mcp"
     raise Refusal(
         "unknown_format",
-        "the document matches none of the formats "
-        + ", ".join(IMPORT_FORMATS)
-        + "; name the format to import it",
+        "the document is not a tool in a known format: an OpenAI tool has type 'function', an "
+        "Anthropic tool has input_schema, an MCP tool has inputSchema, and a BFCL case has an id "
+        "and a function list",
     )
 
 

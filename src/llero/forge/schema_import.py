@@ -24,7 +24,7 @@ from llero.forge.spec import (
     MAX_STRING_LENGTH,
     PARAMETER_NAME_PATTERN,
 )
-from llero.forge.validation import KNOWN_FORMATS, pattern_error
+from llero.forge.validation import KNOWN_FORMATS, is_finite_json, pattern_error
 
 # Inlining ``$ref`` can multiply a small document (each definition using the next one twice
 # doubles the size), so the number of schemas one tool may expand to is bounded.
@@ -229,10 +229,12 @@ class SchemaImporter:
         )
 
     def _check_root_keys(self, node: dict[str, Any]) -> None:
-        for key in node:
-            if key in ROOT_KEYWORDS or key in ROOT_ONLY:
+        for key, value in node.items():
+            if key == "required" and isinstance(value, bool):
+                self.note("unknown_key_dropped", "the flag 'required' was removed", "$")
+            elif key in ROOT_KEYWORDS or key in ROOT_ONLY:
                 continue
-            if key == "default":
+            elif key == "default":
                 self.note(
                     "keyword_dropped", "the default of the whole argument object was removed", "$"
                 )
@@ -272,10 +274,18 @@ class SchemaImporter:
 
     # --- one schema ----------------------------------------------------------------------------
 
-    def value(
-        self, raw: object, where: str, depth: int, *, is_property: bool = False
-    ) -> dict[str, Any]:
-        """Return the Schema fields for one parameter, array item or property."""
+    def value(self, raw: object, where: str, depth: int) -> dict[str, Any]:
+        """Return the Schema fields for one array item or other schema that is not a property."""
+        fields, _ = self._convert(raw, where, depth, is_property=False)
+        return fields
+
+    def _property(self, raw: object, where: str, depth: int) -> tuple[dict[str, Any], bool | None]:
+        """Return a property's Schema fields and the required state its own flags set, if any."""
+        return self._convert(raw, where, depth, is_property=True)
+
+    def _convert(
+        self, raw: object, where: str, depth: int, *, is_property: bool
+    ) -> tuple[dict[str, Any], bool | None]:
         if depth > MAX_NESTING:
             raise Refusal("too_deep", f"{where} nests deeper than {MAX_NESTING} levels")
         self._budget -= 1
@@ -295,7 +305,8 @@ class SchemaImporter:
             pushed += more
             kind = self._type_of(node, where)
             self._check_keys(node, where, kind, is_property=is_property)
-            return self._fields(node, where, kind, depth)
+            flag = self._property_flag(node, where) if is_property else None
+            return self._fields(node, where, kind, depth), flag
         finally:
             del self._reference_stack[len(self._reference_stack) - pushed :]
 
@@ -680,7 +691,7 @@ class SchemaImporter:
             fields["items"]["enum"] = moved
 
     def _default(self, default: object, where: str, fields: dict[str, Any]) -> None:
-        if not _is_finite_json(default):
+        if not is_finite_json(default):
             raise Refusal("invalid_schema", f"the default at {where} contains NaN or infinity")
         if default is None:
             self.note(
@@ -704,13 +715,17 @@ class SchemaImporter:
             raise Refusal("bound_exceeded", f"{where} has more than {MAX_PARAMETERS} properties")
         required = self._required_names(node, properties, where)
         if not self._is_closed(node, properties, where, is_root=is_root):
+            if "optional" in node:
+                message = (
+                    "the non-standard key 'optional' was removed; the object lists no properties"
+                )
+                self.note("unknown_key_dropped", message, where)
             return None
         parameters = []
         for name, schema in properties.items():
             location = child_path(where, name)
             _check_parameter_name(name, location)
-            fields = self.value(schema, location, depth + 1, is_property=True)
-            flag = self._property_flag(schema, location)
+            fields, flag = self._property(schema, location, depth + 1)
             is_required = name in required if flag is None else flag
             parameters.append({"name": name, **fields, "required": is_required})
         self._optional_list(node.get("optional"), parameters, where)
@@ -765,10 +780,8 @@ class SchemaImporter:
             )
         return set(required)
 
-    def _property_flag(self, schema: object, where: str) -> bool | None:
+    def _property_flag(self, schema: dict[str, Any], where: str) -> bool | None:
         """Return the required state that a property's own old-style flag sets, if any."""
-        if not isinstance(schema, dict):
-            return None
         flag: bool | None = None
         if isinstance(schema.get("required"), bool):
             flag = schema["required"]
@@ -953,19 +966,6 @@ def _finite_number(value: object, keyword: str, where: str) -> int | float:
     if isinstance(value, float) and not math.isfinite(value):
         raise Refusal("invalid_schema", f"{keyword} at {where} is not a finite number")
     return value
-
-
-def _is_finite_json(value: object) -> bool:
-    pending = [value]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, float) and not math.isfinite(current):
-            return False
-        if isinstance(current, list):
-            pending.extend(current)
-        elif isinstance(current, dict):
-            pending.extend(current.values())
-    return True
 
 
 def _pointer_token(name: str) -> str:

@@ -9,6 +9,7 @@ Messages name the location and the rule that failed, never the rejected argument
 a tool call may carry a secret in any argument.
 """
 
+import itertools
 import json
 import math
 import re
@@ -29,9 +30,18 @@ from llero.forge.compiler import (
     compile_spec,
     value_schema,
 )
-from llero.forge.spec import Effect, Operator, Parameter, ParameterType, Schema, ToolSpec
+from llero.forge.spec import (
+    Condition,
+    Effect,
+    Operator,
+    Parameter,
+    ParameterType,
+    Schema,
+    ToolSpec,
+)
 
 VALIDATOR_CACHE_SIZE = 256
+MAX_VIOLATIONS = 1000
 PATTERN_CACHE_SIZE = 512
 # RE2 bounds each compiled pattern's memory; matching falls back from its DFA to a slower but
 # still linear NFA when the budget runs out, so this caps memory without reopening ReDoS.
@@ -140,8 +150,8 @@ def _is_regex(instance: object) -> bool:
 
 def _build_format_checker() -> FormatChecker:
     checker = FormatChecker(formats=())
-    # NOTE: jsonschema's "email" check only looks for an "@"; it is kept because a stricter
-    # check would reject addresses that RFC 5321 allows.
+    # NOTE: jsonschema's "email" and "idn-email" checks only look for an "@", so they accept
+    # many strings that are not addresses.
     for name in ("date", "email", "idn-email", "idn-hostname", "ipv4", "ipv6", "uuid"):
         function, raises = Draft202012Validator.FORMAT_CHECKER.checkers[name]
         checker.checks(name, raises)(function)
@@ -238,10 +248,21 @@ def _validator_for(spec_json: str) -> tuple[CompiledSchema, Any]:
 def validate_arguments(spec: ToolSpec, arguments: object) -> list[Violation]:
     """Return every violation of the spec by ``arguments``; an empty list means they are valid.
 
+    Past MAX_VIOLATIONS the list ends with one entry saying that more were found, because a
+    request of a few hundred kilobytes could otherwise produce a response of many megabytes.
     Raises InvalidInput when the spec itself does not compile.
     """
     compiled, validator = _validator_for(spec.model_dump_json())
-    return [_violation(error, compiled) for error in validator.iter_errors(arguments)]
+    errors = itertools.islice(validator.iter_errors(arguments), MAX_VIOLATIONS + 1)
+    violations = [_violation(error, compiled) for error in errors]
+    if len(violations) > MAX_VIOLATIONS:
+        del violations[MAX_VIOLATIONS:]
+        violations.append(
+            Violation(
+                "$", f"more violations were found; only the first {MAX_VIOLATIONS} are listed"
+            )
+        )
+    return violations
 
 
 def _violation(error: ValidationError, compiled: CompiledSchema) -> Violation:
@@ -253,7 +274,7 @@ def _violation(error: ValidationError, compiled: CompiledSchema) -> Violation:
     # present) are reported at the dependent parameter itself.
     if not location or location[-1] != site.parameter:
         location.append(site.parameter)
-    return Violation(_json_path(location), condition_problem(site))
+    return Violation(_json_path(location), _condition_problem(site))
 
 
 def _condition_site(error: ValidationError, compiled: CompiledSchema) -> ConditionSite | None:
@@ -268,7 +289,7 @@ def _condition_site(error: ValidationError, compiled: CompiledSchema) -> Conditi
     return None
 
 
-def condition_problem(site: ConditionSite) -> str:
+def _condition_problem(site: ConditionSite) -> str:
     """Return the sentence that explains a broken dependency rule."""
     condition = site.condition
     clause = f"'{condition.parameter}' {_operator_phrase(condition.operator, condition.value)}"
@@ -442,7 +463,7 @@ def default_problem(schema: Schema) -> str | None:
     """
     if not schema.has_default or schema.default is None:
         return None
-    if not _is_finite_json(schema.default):
+    if not is_finite_json(schema.default):
         return "it contains NaN or infinity"
     rule = _schema_validator(schema)
     error = None if rule is None else next(iter(rule.iter_errors(schema.default)), None)
@@ -466,36 +487,41 @@ def _check_conditions(parameters: list[Parameter], where: str) -> list[Violation
     for parameter in parameters:
         for index, condition in enumerate(parameter.conditions):
             location = f"{child_path(where, parameter.name)}.conditions[{index}]"
-            problem = _condition_defect(parameter, condition.parameter, by_name, index)
+            problem = _condition_defect(parameter, condition, by_name)
             if problem is not None:
                 found.append(Violation(location, problem))
     return found
 
 
 def _condition_defect(
-    parameter: Parameter, trigger_name: str, by_name: dict[str, Parameter], index: int
+    parameter: Parameter, condition: Condition, by_name: dict[str, Parameter]
 ) -> str | None:
-    condition = parameter.conditions[index]
     if parameter.required:
         return f"'{parameter.name}' is always required, so a condition cannot apply to it"
-    if not _is_finite_json(condition.value):
+    if not is_finite_json(condition.value):
         return "the value must not contain NaN or infinity"
-    trigger = by_name.get(trigger_name)
+    trigger = by_name.get(condition.parameter)
     if trigger is None:
         return None  # the spec model rejects conditions on unknown parameters
+    target: Schema | None
     if condition.operator in (Operator.EQUALS, Operator.NOT_EQUALS):
-        target: Schema | None = trigger
+        target, verb = trigger, "be"
     elif condition.operator is Operator.CONTAINS and trigger.type is ParameterType.ARRAY:
-        target = trigger.items
+        target, verb = trigger.items, "contain"
     else:
         return None
     rule = _schema_validator(target) if target is not None else None
     if rule is None or rule.is_valid(condition.value):
         return None
-    return f"'{trigger_name}' can never be {_show(condition.value)}, so the condition is constant"
+    outcome = "always" if condition.operator is Operator.NOT_EQUALS else "never"
+    return (
+        f"'{condition.parameter}' can never {verb} {_show(condition.value)}, so the condition "
+        f"{outcome} holds"
+    )
 
 
-def _is_finite_json(value: object) -> bool:
+def is_finite_json(value: object) -> bool:
+    """Return whether a JSON value contains no NaN or infinity, at any depth, without recursion."""
     pending = [value]
     while pending:
         current = pending.pop()
