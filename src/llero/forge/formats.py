@@ -25,8 +25,9 @@ from llero.forge.validation import check_spec, default_problem
 EXPORT_FORMATS = ("openai", "anthropic", "mcp")
 IMPORT_FORMATS = ("openai", "anthropic", "mcp", "bfcl")
 
-# JSON nesting allowed in one imported document. A spec at the deepest nesting Llero stores needs
-# about 25 levels (two per parameter level, plus the envelope and a nested default).
+# JSON nesting allowed in one imported document. A spec nested as deep as Llero stores needs about
+# 20 levels in a provider document (two per parameter level, plus the envelope), which leaves the
+# rest for nested default values.
 MAX_DOCUMENT_DEPTH = 64
 
 _TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
