@@ -154,3 +154,13 @@ def test_unknown_category_is_not_found(client: TestClient, method: str) -> None:
 
     assert response.status_code == 404
     assert response.json()["message"] == "category 4242 not found"
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+def test_update_category_with_null_field_is_rejected(client: TestClient, field: str) -> None:
+    weather = create_category(client)
+
+    response = client.put(f"/api/categories/{weather['id']}", json={field: None})
+
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == f"body.{field}"

@@ -396,3 +396,26 @@ def test_import_with_invalid_option_is_rejected(
 def test_formats_match_the_converter() -> None:
     assert {item.value for item in ExportFormat} == set(EXPORT_FORMATS)
     assert {item.value for item in ImportFormat} == {"auto", *IMPORT_FORMATS}
+
+
+def test_import_error_does_not_reflect_markup(client: TestClient, database: Database) -> None:
+    data = b'{"type": "function", "<script>x</script>": 1, "<script>x</script>": 2}'
+
+    response = post_import(client, data)
+
+    assert response.status_code == 422
+    assert "<script>" not in response.text
+    assert "\\\\u003cscript" in response.text
+    assert count_rows(database)["tools"] == 0
+
+
+def test_import_lists_first_twenty_invalid_lines(client: TestClient) -> None:
+    lines = [json.dumps(openai_tool(f"tool_{index}")).encode() for index in range(50)]
+    for index in range(1, 50, 2):
+        lines[index] = b"{"
+
+    response = post_import(client, b"\n".join(lines))
+
+    assert response.status_code == 422
+    fields = [detail["field"] for detail in response.json()["details"]]
+    assert fields == [f"line {number}" for number in range(2, 41, 2)]

@@ -485,3 +485,14 @@ def test_every_forge_route_names_one_permission() -> None:
         ("PUT", "/categories/{category_id}"): [Permission.CATEGORY_UPDATE],
         ("DELETE", "/categories/{category_id}"): [Permission.CATEGORY_DELETE],
     }
+
+
+@pytest.mark.parametrize("field", ["name", "description", "parameters", "status"])
+def test_update_tool_with_null_field_is_rejected(client: TestClient, field: str) -> None:
+    created = create_tool(client)
+
+    response = client.put(f"/api/tools/{created['id']}", json={field: None})
+
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == f"body.{field}"
+    assert client.get(f"/api/tools/{created['id']}").json()["version"] == 1

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, field_validator
 
 from llero.forge.models import DESCRIPTION_MAX, NAME_MAX, ToolStatus
 from llero.forge.spec import MAX_PARAMETERS, TOOL_NAME_PATTERN, Parameter
@@ -30,8 +30,18 @@ class ToolCreate(RequestModel):
     status: StatusField = ToolStatus.DRAFT
 
 
+def _reject_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must not be null; leave the field out to keep its value")
+    return value
+
+
 class ToolUpdate(RequestModel):
     """Fields to change; a field left out keeps its value, and ``category_id: null`` clears it."""
+
+    _not_null = field_validator("name", "description", "parameters", "status", mode="before")(
+        _reject_null
+    )
 
     name: ToolName | None = None
     description: Description | None = None
@@ -62,8 +72,12 @@ class CategoryCreate(RequestModel):
 
 
 class CategoryUpdate(RequestModel):
+    """Fields to change; a field left out keeps its value."""
+
     name: CategoryName | None = None
     description: Description | None = None
+
+    _not_null = field_validator("name", "description", mode="before")(_reject_null)
 
 
 class CategoryOut(ResponseModel):

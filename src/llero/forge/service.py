@@ -43,6 +43,8 @@ LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
 # An error message names at most this many agents; the rest are counted.
 AGENTS_NAMED_MAX = 10
+# A rejected import lists the first invalid lines of the file, up to this many.
+PARSE_FAILURES_SHOWN = 20
 
 
 class ExportFormat(StrEnum):
@@ -139,8 +141,20 @@ def _stored_parameters(parameters: Iterable[Parameter | dict[str, Any]]) -> list
 
 
 def spec_of(tool: Tool) -> ToolSpec:
-    """Return the spec of a stored tool."""
-    return _build_spec(ToolFields.from_tool(tool))
+    """Return the spec of a stored tool.
+
+    The checks of a save are not repeated, so a tool stored under older rules still loads.
+    """
+    return _load_spec(ToolFields.from_tool(tool))
+
+
+def _load_spec(state: ToolFields) -> ToolSpec:
+    try:
+        return ToolSpec.model_validate(
+            {"name": state.name, "description": state.description, "parameters": state.parameters}
+        )
+    except ValidationError as error:
+        raise _invalid_spec(_violations_of(error)) from None
 
 
 def _build_spec(state: ToolFields) -> ToolSpec:
@@ -148,12 +162,7 @@ def _build_spec(state: ToolFields) -> ToolSpec:
 
     Raises InvalidInput with one violation per problem, each located by its field path.
     """
-    try:
-        spec = ToolSpec.model_validate(
-            {"name": state.name, "description": state.description, "parameters": state.parameters}
-        )
-    except ValidationError as error:
-        raise _invalid_spec(_violations_of(error)) from None
+    spec = _load_spec(state)
     try:
         check_spec(spec)
     except InvalidInput as error:
@@ -172,8 +181,10 @@ def _violations_of(error: ValidationError) -> list[Violation]:
 
 
 def _invalid_spec(problems: list[Violation]) -> InvalidInput:
-    first = problems[0]
-    return InvalidInput(f"invalid tool spec: {first.field}: {first.problem}", details=problems)
+    # A problem may quote part of the spec, such as a pattern, which can come from a file.
+    escaped = [Violation(item.field, escape_markup(item.problem)) for item in problems]
+    first = escaped[0]
+    return InvalidInput(f"invalid tool spec: {first.field}: {first.problem}", details=escaped)
 
 
 # --- Tools ----------------------------------------------------------------------------------
@@ -497,6 +508,10 @@ def list_versions(
 
 def get_version(session: Session, tool_id: int, version: int) -> ToolVersion:
     get_tool(session, tool_id)
+    return _version_row(session, tool_id, version)
+
+
+def _version_row(session: Session, tool_id: int, version: int) -> ToolVersion:
     found = session.scalar(
         select(ToolVersion).where(ToolVersion.tool_id == tool_id, ToolVersion.version == version)
     )
@@ -511,9 +526,8 @@ def restore_version(session: Session, tool_id: int, version: int) -> Tool:
     Restoring a version equal to the current state writes nothing. A version whose category
     was deleted since is not restored, because the tool would point at a missing category.
     """
-    old = get_version(session, tool_id, version)
     tool = get_tool(session, tool_id, for_update=True)
-    state = ToolFields.from_snapshot(old.snapshot)
+    state = ToolFields.from_snapshot(_version_row(session, tool_id, version).snapshot)
     if state.category_id is not None and session.get(Category, state.category_id) is None:
         raise Refused(
             f"version {version} of tool {tool.name} is in category {state.category_id}, "
@@ -702,7 +716,7 @@ def update_category(
         category.name = name
     if description is not None:
         category.description = description
-    _flush(session, f"a category named {name} already exists")
+    _flush(session, f"a category named {category.name} already exists")
     return _category_view(category, _tools_in(session, category_id))
 
 
@@ -852,10 +866,14 @@ def _reject_parse_failures(documents: list[object]) -> None:
     failures = [item for item in documents if isinstance(item, ParseFailure)]
     if not failures:
         return
-    details = [Violation(f"line {item.line}", item.reason) for item in failures[:20]]
-    first = failures[0]
+    # A reason may quote a key of the file, so it is escaped like any uploaded text.
+    details = [
+        Violation(f"line {item.line}", escape_markup(item.reason))
+        for item in failures[:PARSE_FAILURES_SHOWN]
+    ]
+    first = details[0]
     raise InvalidInput(
-        f"line {first.line} of the file is not valid JSON ({first.reason}); nothing was imported",
+        f"{first.field} of the file is not valid JSON ({first.problem}); nothing was imported",
         details=details,
     )
 
