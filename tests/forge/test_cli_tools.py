@@ -92,6 +92,12 @@ def test_import_corpus_files_then_export(
     assert len(tools) == len(names)
     assert {tool["function"]["name"] for tool in tools} == names
     assert {tool["type"] for tool in tools} == {"function"}
+    for format_name, schema_key in (("anthropic", "input_schema"), ("mcp", "inputSchema")):
+        exported = llero(runner, environ, "tools", "export", "--format", format_name)
+        assert exported.exit_code == 0, exported.output
+        tools = json.loads(exported.stdout)
+        assert {tool["name"] for tool in tools} == names
+        assert all(tool[schema_key]["type"] == "object" for tool in tools)
 
 
 def test_import_summary_lists_refused_with_reasons(
