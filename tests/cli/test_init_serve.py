@@ -291,15 +291,36 @@ def test_commands_never_read_stdin(initialised: Path, workdir: Path, arguments: 
     assert process.returncode == (2 if arguments[0] == "serve" else 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a database that cannot be opened ends `llero migrate` with a traceback, not one line",
-)
 def test_migrate_before_init_fails_with_one_line(workdir: Path, data_dir: Path) -> None:
     result = run_llero(["migrate"], workdir, data_dir)
 
     assert result.returncode == 2
-    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.splitlines() == [
+        "llero: cannot open the database (unable to open database file); check LLERO_DATA_DIR "
+        "or LLERO_DATABASE_URL and run `llero init`"
+    ]
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["init"], ["serve"]])
+def test_unreachable_database_one_line_without_password(
+    workdir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # A loopback port with nothing listening, picked free just before.
+    password = "sk-test-PLANTED-db-password"
+    url = f"postgresql://llero:{password}@127.0.0.1:{free_port()}/llero"
+    monkeypatch.chdir(workdir)
+    environ = {"LLERO_DATA_DIR": str(data_dir), "LLERO_DATABASE_URL": url}
+    if command == ["serve"]:
+        init = CliRunner().invoke(cli, ["init"], env={"LLERO_DATA_DIR": str(data_dir)})
+        assert init.exit_code == 0, init.output
+
+    result = CliRunner().invoke(cli, command, env=environ)
+
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("llero: cannot open the database (connection failed: ")
+    assert password not in result.output
 
 
 def _wait_until_serving(process: subprocess.Popen[str], url: str, **client: Any) -> None:

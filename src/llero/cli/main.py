@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import click
 import uvicorn
+from sqlalchemy.exc import OperationalError
 
 from llero.cli.tools import tools
 from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
@@ -35,13 +36,24 @@ def settings_from(context: click.Context, **overrides: Any) -> Settings:
 
 
 class LleroGroup(click.Group):
-    """Turns any domain error raised by a command into one line on stderr and exit status 2."""
+    """Turns any domain error raised by a command into one line on stderr and exit status 2.
+
+    A database that cannot be opened (a missing data directory, a server that is down, a wrong
+    password) is an operator's setup problem too, so it gets one line instead of a traceback.
+    The line names the driver's reason but never the URL, which may contain a password.
+    """
 
     def invoke(self, context: click.Context) -> Any:
         try:
             return super().invoke(context)
         except LleroError as error:
             fail(error.message)
+        except OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else "unknown error"
+            fail(
+                f"cannot open the database ({reason}); check LLERO_DATA_DIR or "
+                "LLERO_DATABASE_URL and run `llero init`"
+            )
 
 
 @click.group(cls=LleroGroup, context_settings={"help_option_names": ["-h", "--help"]})
