@@ -71,6 +71,9 @@ def test_unhandled_error_logged_with_request_id_route_and_stack(
     assert failure["request_id"] == request_id
     assert failure["route"] == "/probe/fail"
     assert failure["level"] == "error"
+    assert failure["method"] == "GET"
+    # ISO 8601 in UTC, so lines from several hosts sort and compare without conversion.
+    assert failure["timestamp"].endswith("Z")
     assert "Traceback (most recent call last)" in failure["exception"]
     assert "RuntimeError" in failure["exception"]
     assert "in fail" in failure["exception"]
