@@ -14,6 +14,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -434,6 +435,8 @@ def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return certfile, keyfile
 
 
+# The test enables TLS 1.0 and 1.1 on purpose, to see Llero's server reject them.
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1.* is deprecated:DeprecationWarning")
 def test_serve_with_tls_sends_hsts(initialised: Path, serve: Any, tmp_path: Path) -> None:
     certfile, keyfile = _self_signed_certificate(tmp_path)
     process, port = serve(
@@ -449,6 +452,52 @@ def test_serve_with_tls_sends_hsts(initialised: Path, serve: Any, tmp_path: Path
 
     assert response.status_code == 200
     assert response.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+    assert _handshake_version(port, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    assert _handshake_version(port, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    # The same client completes TLS 1.1 with a server that allows it, so the failure below is
+    # Llero's server rejecting the version, not this client being unable to offer it.
+    assert _control_handshake(certfile, keyfile, ssl.TLSVersion.TLSv1_1) == "TLSv1.1"
+    with pytest.raises(ssl.SSLError):
+        _handshake_version(port, ssl.TLSVersion.TLSv1_1)
+
+
+def _control_handshake(certfile: Path, keyfile: Path, version: ssl.TLSVersion) -> str | None:
+    """Run the client handshake against a loopback server that accepts TLS 1.0 and later."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(certfile, keyfile)
+    server_context.minimum_version = ssl.TLSVersion.TLSv1
+    server_context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+
+        def accept_one() -> None:
+            connection, _ = listener.accept()
+            with server_context.wrap_socket(connection, server_side=True):
+                pass
+
+        server = threading.Thread(target=accept_one)
+        server.start()
+        try:
+            return _handshake_version(port, version)
+        finally:
+            server.join(timeout=10)
+
+
+def _handshake_version(port: int, version: ssl.TLSVersion) -> str | None:
+    """Complete a TLS handshake that offers only ``version``; return the version agreed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = version
+    context.maximum_version = version
+    # Security level 0 lets this client offer TLS 1.1 at all, so a failure is the server's.
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as connection,
+        context.wrap_socket(connection) as tls,
+    ):
+        return tls.version()
 
 
 @pytest.fixture
