@@ -12,6 +12,28 @@ import structlog
 from llero.config.settings import LogFormat, Settings
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the call.
+
+    Binding the stream object at configure time breaks logging once that object is replaced and
+    closed (test runners and embedding servers do both), and a failing log call must never turn
+    an error response into a crash.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def ensure_logging(settings: Settings) -> None:
+    """Configure logging unless the process already did, so an embedded app never falls back to
+    structlog's development defaults, which print tracebacks with local variables."""
+    if not structlog.is_configured():
+        configure_logging(settings)
+
+
 def configure_logging(settings: Settings) -> None:
     renderer: structlog.types.Processor
     if settings.log_format is LogFormat.CONSOLE:
@@ -28,7 +50,7 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -102,7 +102,8 @@ def test_malformed_content_length_rejected(probe_app: FastAPI, declared: str) ->
 
     result = asyncio.run(_stream(probe_app, "POST", CHUNK, headers))
 
-    assert result.status == 413
+    assert result.status == 400
+    assert json.loads(result.body)["error"] == "bad_request"
     assert result.chunks_read == 0
 
 

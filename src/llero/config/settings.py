@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     def _origins_are_exact(cls, value: list[str]) -> list[str]:
         for origin in value:
             _check_origin(origin)
-        return value
+        # Browsers send the scheme and host in lower case, so an upper-case entry could never match.
+        return [origin.lower() for origin in value]
 
     @field_validator("allowed_hosts")
     @classmethod

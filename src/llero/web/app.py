@@ -6,6 +6,7 @@ import llero
 from llero.barracks.routes import router as barracks_router
 from llero.config.settings import Settings
 from llero.forge.routes import router as forge_router
+from llero.logs import ensure_logging
 from llero.storage.db import Database
 from llero.web import health
 from llero.web.errors import install_error_handlers
@@ -28,6 +29,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    ensure_logging(settings)
     app.state.settings = settings
     app.state.database = database or Database(settings.resolved_database_url)
 

@@ -8,6 +8,7 @@
 """
 
 import re
+import contextlib
 import secrets
 import time
 from typing import Any
@@ -66,7 +67,7 @@ class EdgeMiddleware:
             try:
                 await self.app(scope, receive, send_with_headers)
             except Exception:
-                log.exception("request_failed", method=scope["method"], route=_route_of(scope))
+                _log_failure(scope)
                 if response_started:
                     raise
                 await send_error(
@@ -84,6 +85,12 @@ class EdgeMiddleware:
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
+
+
+def _log_failure(scope: Scope) -> None:
+    # The client still gets its 500 body when logging itself fails.
+    with contextlib.suppress(Exception):
+        log.exception("request_failed", method=scope["method"], route=_route_of(scope))
 
 
 def _route_of(scope: Scope) -> str:
@@ -228,7 +235,16 @@ class BodyLimitMiddleware:
         request_id = request_id_of(scope)
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and not declared.isdigit():
+            await send_error(
+                send,
+                400,
+                code="bad_request",
+                message="the Content-Length header is not a number",
+                request_id=request_id,
+            )
+            return
+        if declared is not None and int(declared) > self.max_bytes:
             await self._too_large(send, request_id)
             return
 
