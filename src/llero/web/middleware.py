@@ -7,8 +7,8 @@
 - ``BodyLimitMiddleware`` caps the body size and the JSON nesting depth before any parser sees it.
 """
 
-import re
 import contextlib
+import re
 import secrets
 import time
 from typing import Any
