@@ -7,6 +7,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from llero.access.permissions import Permission, permission_of
+from llero.forge.models import Tool
 from llero.forge.routes import router
 from llero.storage.db import Database
 from tests.forge.tool_helpers import (
@@ -186,6 +187,32 @@ def test_list_tools_is_sorted_by_name_with_total(client: TestClient) -> None:
         "status",
         "version",
     }
+
+
+def test_list_tools_keeps_special_characters(client: TestClient) -> None:
+    text = 'Δ "quoted" back\\slash\nnew line\ttab \u0001 😀 </script> & more'
+    create_tool(client, description=text)
+
+    response = client.get("/api/tools")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["items"][0]["description"] == text
+    assert "</script>" not in response.text
+
+
+def test_list_tools_orders_a_full_page(client: TestClient, database: Database) -> None:
+    names = [f"tool_{index:03d}" for index in range(120)]
+    with database.transaction() as session:
+        for name in reversed(names):
+            session.add(Tool(name=name, description="", parameters=[]))
+
+    first = client.get("/api/tools", params={"limit": 100}).json()
+    second = client.get("/api/tools", params={"limit": 100, "offset": 100}).json()
+
+    assert [item["name"] for item in first["items"]] == names[:100]
+    assert [item["name"] for item in second["items"]] == names[100:]
+    assert first["total"] == second["total"] == 120
 
 
 def test_list_tools_pages_with_limit_and_offset(client: TestClient) -> None:

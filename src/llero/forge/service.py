@@ -9,6 +9,7 @@ tool writes version 1, and each change writes the new state as the next version.
 state is therefore always kept, and diff and restore treat the current version like any other.
 """
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -17,7 +18,19 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    Subquery,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -403,32 +416,34 @@ class ToolPage:
     offset: int
 
 
+SUMMARY_FIELDS = ("id", "name", "description", "category_id", "category", "status", "version")
+FILTER_NAMES = ("search", "category_id", "status")
+
+
 def list_tools(connection: Connection, query: ToolQuery) -> ToolPage:
-    """Return one page of tools sorted by name, and the number of tools that match.
+    """Return one page of tools sorted by name, and the number of tools that match."""
+    page = json.loads(list_tools_json(connection, query))
+    items = [ToolSummary(**item) for item in page["items"]]
+    return ToolPage(items, page["total"], page["limit"], page["offset"])
 
-    One statement reads the page and, in a scalar subquery, the total. Only a page past the
-    end needs a second statement to count. The page leaves out timestamps and parameters,
-    because converting SQLite's timestamp strings cost more than the query itself.
 
-    It takes a connection rather than a session: a session and the ORM's result processing
-    add about a third to the time of this read.
+def list_tools_json(connection: Connection, query: ToolQuery) -> str:
+    """Return one page of tools as the JSON text of ``ToolPage``, built by the database.
+
+    One statement selects the page, sorted by name, and counts every match. The database
+    writes the JSON, because building and serialising 50 rows in Python took about three times
+    as long as this statement on SQLite. The page leaves out timestamps and parameters for the
+    same reason. It takes a connection, because a session and the ORM add to every read.
     """
     limit = min(max(query.limit, 1), LIST_LIMIT_MAX)
     offset = max(query.offset, 0)
     filters = _filter_values(query)
     shape = tuple(name in filters for name in FILTER_NAMES)
-    rows = connection.execute(
-        _page_statement(*shape), {**filters, "limit": limit, "offset": offset}
-    ).all()
-
-    items = [ToolSummary(*row[:7]) for row in rows]
-    total = int(rows[0][7]) if rows else 0
-    if not rows and offset:
-        total = int(connection.execute(_count_statement(*shape), filters).scalar_one())
-    return ToolPage(items, total, limit, offset)
-
-
-FILTER_NAMES = ("search", "category_id", "status")
+    statement = _page_statement(connection.dialect.name, *shape)
+    items, total = connection.execute(
+        statement, {**filters, "limit": limit, "offset": offset}
+    ).one()
+    return f'{{"items":{items},"total":{int(total)},"limit":{limit},"offset":{offset}}}'
 
 
 def _filter_values(query: ToolQuery) -> dict[str, Any]:
@@ -453,34 +468,48 @@ def _conditions(search: bool, category_id: bool, status: bool) -> list[ColumnEle
     return conditions
 
 
-# The statements are built once per combination of filters and take every value as a bound
-# parameter, because building a select took about a third of the time of running it on SQLite.
-@lru_cache(maxsize=8)
-def _page_statement(search: bool, category_id: bool, status: bool) -> Select[Any]:
+# The statements are built once per dialect and combination of filters, and take every value
+# as a bound parameter, because building a select took about a third of the time of running it.
+@lru_cache(maxsize=16)
+def _page_statement(dialect: str, search: bool, category_id: bool, status: bool) -> Select[Any]:
     conditions = _conditions(search, category_id, status)
-    total = select(func.count()).select_from(Tool).where(*conditions).scalar_subquery()
-    return (
+    page = (
         select(
             Tool.id,
             Tool.name,
             Tool.description,
             Tool.category_id,
-            Category.name,
+            Category.name.label("category"),
             Tool.status,
             Tool.version,
-            total,
         )
         .outerjoin(Category, Category.id == Tool.category_id)
         .where(*conditions)
         .order_by(Tool.name)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
+        .subquery("page")
     )
+    total = select(func.count()).select_from(Tool).where(*conditions).scalar_subquery()
+    empty: ColumnElement[str] = literal_column("'[]'")
+    return select(func.coalesce(_items_json(dialect, page), empty), total)
 
 
-@lru_cache(maxsize=8)
-def _count_statement(search: bool, category_id: bool, status: bool) -> Select[Any]:
-    return select(func.count()).select_from(Tool).where(*_conditions(search, category_id, status))
+def _items_json(dialect: str, page: Subquery) -> ScalarSelect[Any]:
+    """Return a subquery that aggregates the page's rows into one JSON array, in name order."""
+    # The keys are inlined: PostgreSQL cannot infer the type of a bound key of json_build_object.
+    pairs = [
+        part for name in SUMMARY_FIELDS for part in (literal_column(f"'{name}'"), page.c[name])
+    ]
+    if dialect == "postgresql":
+        aggregate = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), page.c.name))
+        return select(cast(aggregate, Text)).select_from(page).scalar_subquery()
+    # SQLite before 3.44 has no ORDER BY inside an aggregate, and Python may link such a version,
+    # but an aggregate over a window takes the rows in the window's order.
+    window = func.json_group_array(func.json_object(*pairs)).over(
+        order_by=page.c.name, rows=(None, None)
+    )
+    return select(window).select_from(page).limit(1).scalar_subquery()
 
 
 def _escape_like(text: str) -> str:
