@@ -125,8 +125,11 @@ IMPORT_BODY = {
     "tool specs), or JSON lines with one document per line, such as a BFCL corpus file. "
     "LLERO_MAX_BODY_BYTES bounds its size (1 MiB unless configured, 64 MiB at most).",
     "content": {
-        media_type: {"schema": {"type": "string", "maxLength": 64 * 1024 * 1024}}
-        for media_type in IMPORT_MEDIA_TYPES
+        "application/json": {"schema": {"description": "A tool spec or a list of tool specs."}},
+        **{
+            media_type: {"schema": {"type": "string", "maxLength": 64 * 1024 * 1024}}
+            for media_type in IMPORT_MEDIA_TYPES[1:]
+        },
     },
 }
 
