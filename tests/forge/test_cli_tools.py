@@ -355,3 +355,17 @@ def test_help_says_what_command_needs(runner: CliRunner, command: str) -> None:
     assert result.exit_code == 0
     assert "`llero init`" in result.stdout
     assert "LLERO_DATABASE_URL" in result.stdout
+
+
+def test_command_on_unreachable_database_fails(
+    runner: CliRunner, environ: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no such directory" / "llero.db"
+    unreachable = {**environ, "LLERO_DATABASE_URL": f"sqlite:///{missing}"}
+
+    result = llero(runner, unreachable, "tools", "list")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "llero: cannot open the database (OperationalError); check LLERO_DATABASE_URL\n"
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from llero.config.settings import Settings
@@ -50,14 +51,21 @@ def _transaction(settings: Settings) -> Iterator[Session]:
     """Yield a session on a migrated database; commit on success, roll back on any error."""
     database = Database(settings.resolved_database_url)
     try:
-        if migrate.current_revision(database.engine) != migrate.head_revision():
-            _fail(
-                "the database is not at the latest migration; run `llero init` or `llero migrate`"
-            )
+        _check_migrated(database)
         with database.transaction() as session:
             yield session
     finally:
         database.dispose()
+
+
+def _check_migrated(database: Database) -> None:
+    try:
+        revision = migrate.current_revision(database.engine)
+    except OperationalError as error:
+        # The driver's message can contain the URL and so a password; its type is enough.
+        _fail(f"cannot open the database ({type(error.orig).__name__}); check LLERO_DATABASE_URL")
+    if revision != migrate.head_revision():
+        _fail("the database is not at the latest migration; run `llero init` or `llero migrate`")
 
 
 def _printable(text: str) -> str:
@@ -269,4 +277,5 @@ def list_command(
 
 def _list_line(item: service.ToolSummary) -> str:
     category = _printable(item.category) if item.category else "-"
-    return f"{item.id:>6}  {item.name:<40}  {item.status:<8}  v{item.version:<4}  {category}"
+    name = _printable(item.name)
+    return f"{item.id:>6}  {name:<40}  {item.status:<8}  v{item.version:<4}  {category}"

@@ -87,9 +87,9 @@ async def list_tools(
 ) -> Response:
     """List tools sorted by name, filtered by name substring, category and status."""
     query = service.ToolQuery(search, category_id, status, limit, offset)
-    # This is the busiest route, so it reads in one worker thread where a sync route with the
-    # session dependency would take three (open, run, close), and it sends the JSON that the
-    # database wrote instead of validating the page again through the response model.
+    # This is the busiest route. It reads in one worker thread, where a sync route with the
+    # session dependency would take three (open, run, close). It sends the JSON that the
+    # database wrote, without validating the page again through the response model.
     text = await run_in_threadpool(_read_tool_page, get_database(request), query)
     return Response(_escape_markup(text), media_type="application/json")
 

@@ -336,8 +336,8 @@ def _add_version(session: Session, tool: Tool, state: ToolFields, change: str) -
 def _ensure_current_snapshot(session: Session, tool: Tool) -> None:
     """Store the current state of a tool whose row was written without its version snapshot.
 
-    Rows written by the service always have one; a row inserted directly (a benchmark, a
-    manual repair) would otherwise lose its current state on the next change.
+    Rows written by the service always have one. A row inserted directly, as the list
+    benchmark does, would otherwise lose its current state on the next change.
     """
     exists = session.scalar(
         select(ToolVersion.id).where(
@@ -379,8 +379,8 @@ def _name_list(noun: str, names: list[str]) -> str:
 def escape_markup(text: str) -> str:
     """Return ``text`` with <, > and & written as JSON-style escapes.
 
-    Names that came from an uploaded file may be quoted in messages; escaping them keeps any
-    markup they contain inert wherever a client displays the message.
+    Messages may quote names from an uploaded file. Escaped, any markup in them stays inert
+    wherever a client displays the message.
     """
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
@@ -678,7 +678,7 @@ def export_one(tool: Tool, fmt: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ExportSelection:
-    """Which tools to export; every criterion given must hold, and none given means all."""
+    """Criteria for the tools to export: each one given must hold, and none given means all."""
 
     ids: Sequence[int] | None = None
     category_id: int | None = None
@@ -789,7 +789,7 @@ def _category_view(category: Category, tool_count: int) -> CategoryView:
 
 
 class OnConflict(StrEnum):
-    """What an import does with a spec whose name is already taken."""
+    """Handling of an imported spec whose name is already taken."""
 
     REFUSE = "refuse"  # the spec is refused
     SKIP = "skip"  # an identical tool is reported unchanged; a different one refuses the spec
@@ -931,7 +931,7 @@ def apply_import(
 
     A name is in conflict when a stored tool has it or an earlier spec of the same file took
     it. ImportRejected is raised when ``all_or_nothing`` is set and a spec was refused, and
-    when every spec was refused; the caller's transaction then rolls back what this call
+    also when every spec was refused. The caller's transaction then rolls back what this call
     wrote. ``progress`` is called with 1 after each spec.
     """
     run = _ImportRun(session, options.on_conflict)
@@ -961,7 +961,7 @@ def apply_import(
 
 
 class _ImportRun:
-    """The state of one import: the tool that holds each name, and the result so far."""
+    """The state of one import: the tool that has each name, and the result so far."""
 
     def __init__(self, session: Session, on_conflict: OnConflict) -> None:
         self.session = session
