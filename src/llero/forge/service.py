@@ -27,6 +27,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal,
     literal_column,
     select,
 )
@@ -497,9 +498,9 @@ def _page_statement(dialect: str, search: bool, category_id: bool, status: bool)
 
 def _items_json(dialect: str, page: Subquery) -> ScalarSelect[Any]:
     """Return a subquery that aggregates the page's rows into one JSON array, in name order."""
-    # The keys are inlined: PostgreSQL cannot infer the type of a bound key of json_build_object.
+    # The keys are cast because PostgreSQL cannot infer the type of a bound json_build_object key.
     pairs = [
-        part for name in SUMMARY_FIELDS for part in (literal_column(f"'{name}'"), page.c[name])
+        part for name in SUMMARY_FIELDS for part in (cast(literal(name), Text), page.c[name])
     ]
     if dialect == "postgresql":
         aggregate = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), page.c.name))
