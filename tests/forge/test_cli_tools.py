@@ -369,3 +369,40 @@ def test_command_on_unreachable_database_fails(
     assert result.stderr == (
         "llero: cannot open the database (OperationalError); check LLERO_DATABASE_URL\n"
     )
+
+
+def test_tools_test_reports_each_violation_path(
+    runner: CliRunner, environ: dict[str, str], tmp_path: Path
+) -> None:
+    imported = llero(
+        runner, environ, "tools", "import", str(write_lines(tmp_path / "t.json", openai_tool("w")))
+    )
+    assert imported.exit_code == 0, imported.output
+
+    valid = llero(runner, environ, "tools", "test", "w", "--arguments", '{"city": "Riga"}')
+    invalid = llero(runner, environ, "tools", "test", "w", "--arguments", '{"city": 1, "x": 2}')
+
+    assert valid.exit_code == 0
+    assert "valid call of w" in valid.output
+    assert invalid.exit_code == 1
+    assert "$.city: must be a string" in invalid.output
+    assert "$.x: is not a known parameter" in invalid.output
+
+
+def test_tools_test_unknown_tool_is_one_line(runner: CliRunner, environ: dict[str, str]) -> None:
+    result = llero(runner, environ, "tools", "test", "nothing", "--arguments", "{}")
+
+    assert result.exit_code == 2
+    assert result.output.strip() == "llero: no tool is named 'nothing'"
+
+
+def test_check_answers_reports_pass_rate_and_failures(runner: CliRunner) -> None:
+    cases = CORPUS_DIR / "BFCL_v4_live_simple.json"
+    answers = CORPUS_DIR / "BFCL_v4_live_simple.answers.json"
+
+    result = runner.invoke(cli, ["tools", "check-answers", str(cases), str(answers)], input="")
+
+    assert result.exit_code == 1
+    assert "253 of 258 calls valid (98.1%); 2 invalid, 3 specs refused at import" in result.output
+    assert "invalid  case live_simple_106-63-0 (record):" in result.output
+    assert "$.bank_hours_start: 'bank_hours_start' is required" in result.output

@@ -9,12 +9,12 @@ recursively there.
 """
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from llero.forge.bfcl import check_answers, first_acceptable_arguments
 from llero.forge.compiler import child_path, provider_schema
 from llero.forge.formats import (
     ImportedSpec,
@@ -23,7 +23,6 @@ from llero.forge.formats import (
     import_specs,
     parse_documents,
 )
-from llero.forge.spec import ParameterType, Schema
 from llero.forge.validation import validate_arguments
 from tests.conftest import CORPUS_DIR
 
@@ -214,27 +213,6 @@ def _answers() -> list[dict[str, Any]]:
     return cases
 
 
-def _arguments(answer: dict[str, Any], parameters: Mapping[str, Schema]) -> dict[str, Any]:
-    arguments = {}
-    for name, acceptable in answer.items():
-        if not isinstance(acceptable, list):
-            arguments[name] = acceptable
-            continue
-        if not acceptable or acceptable[0] == "":
-            continue
-        schema = parameters.get(name)
-        arguments[name] = acceptable[0] if schema is None else _nested(acceptable[0], schema)
-    return arguments
-
-
-def _nested(value: object, schema: Schema) -> object:
-    if schema.type is ParameterType.OBJECT and schema.properties and isinstance(value, dict):
-        return _arguments(value, {parameter.name: parameter for parameter in schema.properties})
-    if schema.type is ParameterType.ARRAY and schema.items is not None and isinstance(value, list):
-        return [_nested(item, schema.items) for item in value]
-    return value
-
-
 def test_corpus_ground_truth_calls_validate(
     corpus_entries: dict[str, ImportedSpec | RefusedSpec],
 ) -> None:
@@ -250,7 +228,7 @@ def test_corpus_ground_truth_calls_validate(
         [(function_name, answer)] = call.items()
         assert function_name == (entry.original_name or entry.spec.name)
         parameters = {parameter.name: parameter for parameter in entry.spec.parameters}
-        violations = validate_arguments(entry.spec, _arguments(answer, parameters))
+        violations = validate_arguments(entry.spec, first_acceptable_arguments(answer, parameters))
         if violations:
             failures[case_id] = {violation.field for violation in violations}
         else:
@@ -272,3 +250,21 @@ def test_corpus_ground_truth_calls_validate(
     assert set(EXPLAINED_FAILURES) - set(failures) == set(), "explained cases that now pass"
     for failed, (fields, _) in EXPLAINED_FAILURES.items():
         assert failures[failed] == fields
+
+
+def test_check_answers_matches_corpus_counts() -> None:
+    failed: set[str] = set()
+    refused: set[str] = set()
+    passed = 0
+    for path in _spec_files():
+        answers = path.with_name(path.name.replace(".json", ".answers.json"))
+        check = check_answers(path.read_bytes(), answers.read_bytes())
+        passed += len(check.passed)
+        failed |= {result.case_id for result in check.failed}
+        refused |= {_case_id(entry.source) for entry in check.refused}
+        assert check.missing == []
+
+    assert passed >= MIN_PASSED
+    assert failed == set(EXPLAINED_FAILURES)
+    assert refused == set(EXPECTED_REFUSALS)
+    assert passed + len(failed) + len(refused) == CASE_COUNT

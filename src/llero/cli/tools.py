@@ -18,8 +18,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from llero.config.settings import Settings
-from llero.errors import InvalidInput
-from llero.forge import service
+from llero.errors import InvalidInput, Violation
+from llero.forge import bfcl, service
 from llero.forge.models import ToolStatus
 from llero.storage import migrate
 from llero.storage.db import Database
@@ -279,3 +279,70 @@ def _list_line(item: service.ToolSummary) -> str:
     category = _printable(item.category) if item.category else "-"
     name = _printable(item.name)
     return f"{item.id:>6}  {name:<40}  {item.status:<8}  v{item.version:<4}  {category}"
+
+
+@tools.command(name="test", epilog=NEEDS)
+@click.argument("name")
+@click.option(
+    "--arguments",
+    "arguments_text",
+    required=True,
+    help="The call's arguments as a JSON object, or - to read them from standard input.",
+)
+def test_command(name: str, arguments_text: str) -> None:
+    """Validate one call's arguments against the stored tool NAME.
+
+    Prints every violation with its JSON path, such as `$.unit`, and exits 1 when there is any.
+    """
+    text = sys.stdin.read() if arguments_text == "-" else arguments_text
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as error:
+        _fail(f"--arguments is not valid JSON: {error.msg} at line {error.lineno}")
+    if not isinstance(arguments, dict):
+        _fail("--arguments must be a JSON object")
+    settings = _settings()
+    with _transaction(settings) as session:
+        result = service.test_tool(service.get_tool_by_name(session, name), arguments)
+    _print_violations(result.violations)
+    if not result.ok:
+        sys.exit(1)
+    click.echo(f"valid call of {_printable(name)}")
+
+
+def _print_violations(violations: list[Violation]) -> None:
+    for violation in violations:
+        click.echo(f"  {_printable(violation.field)}: {_printable(violation.problem)}")
+
+
+@tools.command(name="check-answers")
+@click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("answers", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="Also list every call that validates.")
+def check_answers_command(cases: Path, answers: Path, verbose: bool) -> None:
+    """Check BFCL ground-truth calls against the specs they were written for.
+
+    CASES is a BFCL file (JSON lines with id, question and function) and ANSWERS its
+    *.answers.json file. Each case's spec is imported exactly as `llero tools import` would,
+    without storing it, and the first acceptable value of every argument is validated. Prints
+    each failing call with its violations and the pass rate; exits 1 when a call fails. Needs no
+    database.
+    """
+    check = bfcl.check_answers(cases.read_bytes(), answers.read_bytes())
+    for refused in check.refused:
+        click.echo(f"refused  {refused.source}: {_printable(refused.reason)}")
+    for missing in check.missing:
+        click.echo(f"missing  case {_printable(missing)} is not in {cases.name}")
+    for result in check.failed:
+        click.echo(f"invalid  case {result.case_id} ({_printable(result.tool)}):")
+        _print_violations(result.violations)
+    if verbose:
+        for result in check.passed:
+            click.echo(f"valid    case {result.case_id} ({_printable(result.tool)})")
+    rate = len(check.passed) / check.total if check.total else 0.0
+    click.echo(
+        f"{len(check.passed)} of {check.total} calls valid ({rate:.1%}); "
+        f"{len(check.failed)} invalid, {len(check.refused)} specs refused at import"
+    )
+    if check.failed or check.missing:
+        sys.exit(1)

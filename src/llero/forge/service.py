@@ -214,6 +214,18 @@ def get_tool(session: Session, tool_id: int, *, for_update: bool = False) -> Too
     return tool
 
 
+def get_tool_by_name(session: Session, name: str) -> Tool:
+    """Return the tool called ``name``, or the one imported under that original name."""
+    tool = session.scalars(select(Tool).where(Tool.name == name)).first()
+    if tool is None:
+        tool = session.scalars(
+            select(Tool).where(Tool.original_name == name).order_by(Tool.id)
+        ).first()
+    if tool is None:
+        raise NotFound(f"no tool is named {name!r}")
+    return tool
+
+
 def create_tool(
     session: Session,
     state: ToolFields,
