@@ -138,3 +138,19 @@ def test_successful_write_is_committed(probe_client: TestClient, database: Datab
 
     assert response.status_code == 200
     assert category_count(database) == 1
+
+
+def test_request_log_names_full_template_of_included_route(
+    client: TestClient,
+    settings: Settings,
+    restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _log_json_to_stderr(settings)
+
+    client.get("/api/tools/987654")
+
+    summaries = [
+        entry for entry in _log_entries(capsys.readouterr().err) if entry["event"] == "request"
+    ]
+    assert [entry["route"] for entry in summaries] == ["/api/tools/{tool_id}"]

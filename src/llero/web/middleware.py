@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import structlog
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,9 +95,23 @@ def _log_failure(scope: Scope) -> None:
 
 
 def _route_of(scope: Scope) -> str:
-    # The route template, not the raw path, so ids and query strings stay out of the log.
+    """Return the full route template, so ids and query strings stay out of the log.
+
+    A route of an included router knows only its path inside that router, so the full
+    templates are looked up in a table built once from the app's routes.
+    """
     route = scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
+    if route is None:
+        return "unmatched"
+    app = scope.get("app")
+    templates: dict[int, str] | None = getattr(getattr(app, "state", None), "route_templates", None)
+    if templates is None and app is not None and hasattr(app, "routes"):
+        templates = {
+            id(context.original_route): str(context.path)
+            for context in iter_route_contexts(app.routes)
+        }
+        app.state.route_templates = templates
+    return (templates or {}).get(id(route), str(getattr(route, "path", "unmatched")))
 
 
 class HostMiddleware:
