@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail: every domain records its events through ``service.record``."""

@@ -1,0 +1,63 @@
+"""The names of audit events, typed ``subject:action``.
+
+An event name is stored as text and covered by the record hash, so a name must never change once
+it has been written: add a new member instead of renaming one. Members are kept sorted by value,
+and a test fails when they are not.
+"""
+
+from enum import StrEnum
+
+
+class AuditEvent(StrEnum):
+    AGENT_CREATED = "agent:created"
+    AGENT_DELETED = "agent:deleted"
+    AGENT_QUARANTINED = "agent:quarantined"
+    AGENT_STATUS_CHANGED = "agent:status_changed"
+    AGENT_UPDATED = "agent:updated"
+    API_TOKEN_CREATED = "api_token:created"  # noqa: S105 - an event name, not a token
+    API_TOKEN_REVOKED = "api_token:revoked"  # noqa: S105 - an event name, not a token
+    AUDIT_EXPORTED = "audit:exported"
+    AUDIT_PURGED = "audit:purged"
+    BACKUP_CREATED = "backup:created"
+    BACKUP_RESTORED = "backup:restored"
+    CATEGORY_CREATED = "category:created"
+    CATEGORY_DELETED = "category:deleted"
+    CATEGORY_UPDATED = "category:updated"
+    GRANT_CREATED = "grant:created"
+    GRANT_REVOKED = "grant:revoked"
+    INCIDENT_REVOKE_ALL = "incident:revoke_all"
+    PROVIDER_CREATED = "provider:created"
+    PROVIDER_DELETED = "provider:deleted"
+    PROVIDER_UPDATED = "provider:updated"
+    ROLE_GRANTED = "role:granted"
+    ROLE_REVOKED = "role:revoked"
+    SECRET_CREATED = "secret:created"  # noqa: S105 - an event name, not a secret
+    SECRET_DELETED = "secret:deleted"  # noqa: S105 - an event name, not a secret
+    SECRET_ROTATED = "secret:rotated"  # noqa: S105 - an event name, not a secret
+    SECRET_USED = "secret:used"  # noqa: S105 - an event name, not a secret
+    SESSION_REVOKED = "session:revoked"
+    SETTINGS_CHANGED = "settings:changed"
+    TOKEN_FAMILY_REVOKED = "token:family_revoked"  # noqa: S105 - an event name, not a token
+    TOOL_CREATED = "tool:created"
+    TOOL_DELETED = "tool:deleted"
+    TOOL_EXPORTED = "tool:exported"
+    TOOL_IMPORTED = "tool:imported"
+    TOOL_UPDATED = "tool:updated"
+    USER_CREATED = "user:created"
+    USER_DELETED = "user:deleted"
+    USER_LOGIN_FAILED = "user:login_failed"
+    USER_LOGIN_SUCCEEDED = "user:login_succeeded"
+    USER_LOGOUT = "user:logout"
+    USER_MFA_DISABLED = "user:mfa_disabled"
+    USER_MFA_ENABLED = "user:mfa_enabled"
+    USER_PASSWORD_CHANGED = "user:password_changed"  # noqa: S105 - an event name
+    USER_PASSWORD_RESET = "user:password_reset"  # noqa: S105 - an event name
+    USER_STATUS_CHANGED = "user:status_changed"
+
+
+class ActorKind(StrEnum):
+    """Who caused an event: a signed-in user, an agent acting on its own, or Llero itself."""
+
+    AGENT = "agent"
+    SYSTEM = "system"
+    USER = "user"

@@ -1,0 +1,196 @@
+"""Turn an event detail into bounded, canonical JSON that holds no secret.
+
+A value is replaced by its keyed hash, ``hmac-sha256:<hex>`` under the detail-hash key, when
+
+- its key names a secret (``password``, ``api_key``, ``refreshToken``, ``X-Auth-Token``,
+  ``code``, ``seed``, ...), matched on the words of the key whatever its case or separators,
+  and then the whole value below that key is hashed, however deeply it nests; or
+- it is a string in the shape of a well-known credential (``sk-...``, ``Bearer ...``, a JWT, a
+  PEM block, ...), under any key.
+
+An investigator who holds a suspected value gets the same hash from ``audit_hash`` and finds the
+records that contain it, while a reader of the table without the key cannot test guesses. The
+hash of a non-string value is the hash of its JSON text, so the code 123456 and the string
+"123456" hash alike.
+
+NOTE: only these two rules protect a detail. A secret under an innocent key, in a shape not
+listed below, is stored as given: callers must not put free text from a client into a detail.
+"""
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from llero.audit.keys import AuditKeys
+from llero.crypto import keyed_hash
+
+# The canonical detail text is ASCII, so this is both its length in characters (which the
+# database's CHECK constraint counts) and in bytes.
+DETAIL_MAX_BYTES = 4096
+DETAIL_MAX_DEPTH = 8
+DETAIL_KEY_MAX = 64
+
+HASH_PREFIX = "hmac-sha256:"
+
+# A key is split into words at separators and at lower-to-upper case changes, and is sensitive
+# when its words joined contain one of these.
+_SENSITIVE_FRAGMENTS = (
+    "accesskey",
+    "apikey",
+    "authorization",
+    "bearer",
+    "cookie",
+    "credential",
+    "encryptionkey",
+    "masterkey",
+    "passphrase",
+    "passwd",
+    "password",
+    "privatekey",
+    "secret",
+    "sessionid",
+    "signingkey",
+    "token",
+)
+# Words that are sensitive on their own: "seed" and "otp_seed", but not "seeded" or "postcode".
+_SENSITIVE_WORDS = frozenset(
+    {"code", "hotp", "jwt", "mnemonic", "otp", "pin", "pwd", "salt", "seed", "totp"}
+)
+# Keys too general to match as a word: "key" and "auth" alone usually hold a credential, but
+# "key_id" and "auth_method" do not.
+_SENSITIVE_WHOLE_KEYS = frozenset({"auth", "key"})
+# A "code" after one of these words is a status, not a one-time code. Any other "code", such as
+# "mfa_code" or "recovery_code", is treated as secret.
+_PLAIN_CODE_QUALIFIERS = frozenset(
+    {"country", "currency", "error", "exit", "http", "language", "reason", "response", "status"}
+)
+_WORD_BOUNDARY = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+
+# Prefixes and shapes of credentials that providers and protocols issue.
+_CREDENTIAL_SHAPE = re.compile(
+    r"""
+    (?<![A-Za-z0-9_-])                           # at the start of a word, so "task-x" is not "sk-x"
+    (?:
+      (?:sk|pk|rk)[-_][A-Za-z0-9_-]{8,}          # OpenAI, Anthropic, Stripe style API keys
+    | (?:ghp|gho|ghu|ghs|ghr|github_pat)_\w{16,} # GitHub tokens
+    | xox[abprs]-[A-Za-z0-9-]{8,}                # Slack tokens
+    | AKIA[0-9A-Z]{16}                           # AWS access key ids
+    | AIza[0-9A-Za-z_-]{30,}                     # Google API keys
+    | (?:Bearer|Basic)\s+\S{8,}                  # HTTP Authorization values
+    | eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.  # JSON Web Tokens
+    | -----BEGIN[ A-Z]*PRIVATE\ KEY-----         # PEM private keys
+    )
+    """,
+    re.VERBOSE,
+)
+
+
+class InvalidAuditDetail(ValueError):
+    """The detail is not a small JSON object; raised before anything is written.
+
+    The message names the path of the bad value but never the value, which may be secret.
+    """
+
+
+def is_sensitive_key(key: str) -> bool:
+    words = [word.lower() for word in _WORD_BOUNDARY.split(key) if word]
+    joined = "".join(words)
+    if joined in _SENSITIVE_WHOLE_KEYS:
+        return True
+    if any(fragment in joined for fragment in _SENSITIVE_FRAGMENTS):
+        return True
+    for index, word in enumerate(words):
+        if word == "code" and index > 0 and words[index - 1] in _PLAIN_CODE_QUALIFIERS:
+            continue
+        if word in _SENSITIVE_WORDS:
+            return True
+    return False
+
+
+def looks_like_credential(value: str) -> bool:
+    return _CREDENTIAL_SHAPE.search(value) is not None
+
+
+def canonical_json(value: Any) -> str:
+    """Return ``value`` as JSON with sorted keys, no spaces and only ASCII characters."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def audit_hash(value: str, keys: AuditKeys) -> str:
+    """Return the form in which ``value`` is stored when it appears in a detail as a secret."""
+    return HASH_PREFIX + keyed_hash(keys.detail, value)
+
+
+def _hash_any(value: Any, keys: AuditKeys) -> str:
+    text = value if isinstance(value, str) else canonical_json(value)
+    return audit_hash(text, keys)
+
+
+def _check_scalar(value: Any, path: str) -> None:
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidAuditDetail(f"audit detail {path} is not a finite number")
+        return
+    raise InvalidAuditDetail(
+        f"audit detail {path} is a {type(value).__name__}; use str, int, float, bool, None, "
+        "list or dict"
+    )
+
+
+def _check_key(key: Any, path: str) -> str:
+    if not isinstance(key, str):
+        raise InvalidAuditDetail(f"audit detail {path} has a key that is not a string")
+    if not key or len(key) > DETAIL_KEY_MAX:
+        raise InvalidAuditDetail(
+            f"audit detail {path} has a key that is empty or longer than {DETAIL_KEY_MAX}"
+        )
+    return key
+
+
+def _redact(value: Any, keys: AuditKeys, path: str, depth: int) -> Any:
+    if depth > DETAIL_MAX_DEPTH:
+        raise InvalidAuditDetail(f"audit detail {path} nests deeper than {DETAIL_MAX_DEPTH}")
+    if isinstance(value, Mapping):
+        redacted = {}
+        for raw_key, item in value.items():
+            key = _check_key(raw_key, path)
+            item_path = f"{path}.{key}"
+            if is_sensitive_key(key) and item is not None:
+                # Checked first, so the hash covers exactly what the JSON text holds.
+                _redact(item, keys, item_path, depth + 1)
+                redacted[key] = _hash_any(item, keys)
+            else:
+                redacted[key] = _redact(item, keys, item_path, depth + 1)
+        return redacted
+    if isinstance(value, list | tuple):
+        return [
+            _redact(item, keys, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)
+        ]
+    _check_scalar(value, path)
+    if isinstance(value, str) and looks_like_credential(value):
+        return audit_hash(value, keys)
+    return value
+
+
+def encode_detail(detail: Mapping[str, Any] | None, keys: AuditKeys) -> str:
+    """Return the canonical JSON text of ``detail`` with every secret replaced by its hash.
+
+    Raises InvalidAuditDetail when the detail is not a JSON object of the allowed types, nests
+    deeper than DETAIL_MAX_DEPTH, or is longer than DETAIL_MAX_BYTES once encoded.
+    """
+    if detail is None:
+        return "{}"
+    if not isinstance(detail, Mapping):
+        raise InvalidAuditDetail("audit detail must be a mapping of names to values")
+    text = canonical_json(_redact(detail, keys, "detail", 1))
+    if len(text) > DETAIL_MAX_BYTES:
+        raise InvalidAuditDetail(
+            f"audit detail is {len(text)} bytes once encoded; the limit is {DETAIL_MAX_BYTES}"
+        )
+    return text
