@@ -4,6 +4,8 @@ Validation messages name the field path and the problem; the rejected value itse
 echoed, because it may be a password or a key pasted into the wrong field.
 """
 
+from typing import cast
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,7 +43,7 @@ def _respond(
 
 
 async def handle_domain_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, LleroError)  # noqa: S101 - registered for LleroError only
+    error = cast(LleroError, error)  # registered for LleroError only
     status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(error, kind)), 400)
     return _respond(request, status, error.code, error.message, error.details)
 
@@ -51,7 +53,7 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 
 async def handle_validation_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for this type only
+    error = cast(RequestValidationError, error)  # registered for this type only
     problems = error.errors()
     if any(problem.get("type") == "json_invalid" for problem in problems):
         return _respond(request, 400, "invalid_json", "the request body is not valid JSON")
@@ -63,7 +65,7 @@ async def handle_validation_error(request: Request, error: Exception) -> JSONRes
 
 
 async def handle_http_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for this type only
+    error = cast(StarletteHTTPException, error)  # registered for this type only
     code = CODE_BY_STATUS.get(error.status_code, "error")
     message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
     response = _respond(request, error.status_code, code, message.lower())
