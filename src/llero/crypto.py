@@ -8,7 +8,11 @@ travel in ``Secret``, so a log line or traceback shows a mask instead of the val
 import hashlib
 import hmac
 import secrets
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 # 128 bits is the floor for anything that authenticates a caller; the default is 256.
 MIN_TOKEN_BYTES = 16
@@ -110,3 +114,129 @@ def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
 
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
+
+
+# AES-256-GCM and key wrapping.
+#
+# NOTE: Python cannot promise that key material is gone from memory. ``bytes`` objects are
+# immutable and are freed without being overwritten; slicing, base64 decoding and the
+# ``cryptography`` objects each keep copies beyond our reach (an AESGCM object keeps its key until
+# it is garbage collected); and the operating system may swap any page to disk. ``zero``
+# overwrites the one buffer it is given, which shortens how long that copy lives in a core dump or
+# a memory read, and nothing more.
+
+BytesLike = bytes | bytearray | memoryview
+
+AES_KEY_BYTES = 32
+GCM_NONCE_BYTES = 12
+GCM_TAG_BYTES = 16
+# RFC 3394 adds one 64-bit integrity block to the wrapped key.
+WRAPPED_KEY_BYTES = AES_KEY_BYTES + 8
+
+
+class DecryptionFailed(Exception):
+    """A ciphertext or wrapped key failed authentication: wrong key, wrong associated data, or
+    changed bytes. The error does not say which, so it gives an attacker no oracle."""
+
+
+class SealedBox(NamedTuple):
+    """The output of one AES-GCM encryption: the random nonce and the ciphertext with its tag."""
+
+    nonce: bytes
+    ciphertext: bytes
+
+
+class AesGcmKey:
+    """An AES-256-GCM key that draws a fresh random 96-bit nonce for every encryption.
+
+    NIST SP 800-38D allows at most 2**32 encryptions with random nonces under one key. The vault
+    stays far below that, because it encrypts one value per data key. Keep one instance per key
+    rather than one per call, because building the cipher context is most of the cost of a small
+    message.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes | bytearray | Secret[bytes]) -> None:
+        raw_key = key.reveal() if isinstance(key, Secret) else key
+        if len(raw_key) != AES_KEY_BYTES:
+            raise ValueError(f"an AES-256 key has {AES_KEY_BYTES} bytes, not {len(raw_key)}")
+        self._aead = AESGCM(raw_key)
+
+    def __repr__(self) -> str:
+        return "AesGcmKey(<hidden>)"
+
+    def encrypt(self, plaintext: BytesLike, associated_data: BytesLike) -> SealedBox:
+        nonce = secrets.token_bytes(GCM_NONCE_BYTES)
+        return SealedBox(nonce, self._aead.encrypt(nonce, plaintext, associated_data))
+
+    def decrypt(self, nonce: BytesLike, ciphertext: BytesLike, associated_data: BytesLike) -> bytes:
+        """Return the plaintext; raise DecryptionFailed when the tag does not verify."""
+        if len(memoryview(nonce)) != GCM_NONCE_BYTES:
+            raise DecryptionFailed("the nonce has the wrong length")
+        try:
+            return self._aead.decrypt(nonce, ciphertext, associated_data)
+        except InvalidTag:
+            raise DecryptionFailed("the ciphertext failed authentication") from None
+
+
+def aes_gcm_encrypt(
+    key: bytes | bytearray | Secret[bytes], plaintext: BytesLike, associated_data: BytesLike
+) -> SealedBox:
+    """Encrypt once under ``key`` with a fresh random nonce; see AesGcmKey for repeated use."""
+    return AesGcmKey(key).encrypt(plaintext, associated_data)
+
+
+def aes_gcm_decrypt(
+    key: bytes | bytearray | Secret[bytes],
+    nonce: BytesLike,
+    ciphertext: BytesLike,
+    associated_data: BytesLike,
+) -> bytes:
+    """Decrypt once; raise DecryptionFailed when the key, data or associated data do not match."""
+    return AesGcmKey(key).decrypt(nonce, ciphertext, associated_data)
+
+
+def new_data_key() -> bytearray:
+    """Return a fresh 256-bit key in a mutable buffer, so the caller can ``zero`` it after use."""
+    return bytearray(secrets.token_bytes(AES_KEY_BYTES))
+
+
+# Data keys are wrapped with AES key wrap (RFC 3394), the mode NIST SP 800-38F specifies for
+# protecting keys, rather than with AES-GCM. Key wrap is deterministic, so there is no nonce to
+# draw or store and no limit on how many keys one KEK can wrap (random GCM nonces allow about 2**32
+# under one key, and every rotation wraps every record again). Its 64-bit integrity check rejects
+# a wrong KEK or a changed byte, and the result is 40 bytes instead of 60. Key wrap takes no
+# associated data, and needs none here. The payload's own associated data ties each record to its
+# row, so a wrapped key moved to another row opens nothing there.
+
+
+def wrap_key(kek: bytes | Secret[bytes], data_key: BytesLike) -> bytes:
+    """Wrap a 256-bit data key under a 256-bit key-encryption key (RFC 3394)."""
+    if len(memoryview(data_key)) != AES_KEY_BYTES:
+        raise ValueError(f"a data key has {AES_KEY_BYTES} bytes")
+    return aes_key_wrap(_reveal_key(kek), data_key)
+
+
+def unwrap_key(kek: bytes | Secret[bytes], wrapped: BytesLike) -> bytearray:
+    """Return the data key in a mutable buffer; raise DecryptionFailed for a wrong KEK or bytes."""
+    if len(memoryview(wrapped)) != WRAPPED_KEY_BYTES:
+        raise DecryptionFailed("the wrapped key has the wrong length")
+    try:
+        unwrapped = aes_key_unwrap(_reveal_key(kek), wrapped)
+    except InvalidUnwrap:
+        raise DecryptionFailed("the wrapped key failed its integrity check") from None
+    # The immutable copy that cryptography returns cannot be zeroed; the caller can zero this one.
+    return bytearray(unwrapped)
+
+
+def zero(buffer: bytearray) -> None:
+    """Overwrite ``buffer`` with zero bytes in place (see the NOTE above on what this cannot do)."""
+    buffer[:] = bytes(len(buffer))
+
+
+def _reveal_key(key: bytes | Secret[bytes]) -> bytes:
+    raw_key = key.reveal() if isinstance(key, Secret) else key
+    if len(raw_key) != AES_KEY_BYTES:
+        raise ValueError(f"a key-encryption key has {AES_KEY_BYTES} bytes, not {len(raw_key)}")
+    return raw_key
