@@ -5,6 +5,7 @@ field by field are rejected by ``check_safe_to_serve``. Errors become one line t
 variable, so an admin can fix a start-up failure without reading a traceback.
 """
 
+import base64
 import ipaddress
 import os
 from enum import StrEnum
@@ -12,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from llero.config.keyfiles import SYMMETRIC_KEY_BYTES
 from llero.errors import SettingsError
 
 ENV_PREFIX = "LLERO_"
@@ -78,6 +80,10 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=4, le=256)
     max_import_specs: int = Field(default=5000, ge=1, le=100_000)
 
+    # The vault's base key-encryption key, base64 of 32 random bytes. When set, the vault uses it
+    # instead of data/keys/master.key, so the key can stay out of the data directory and backups.
+    master_key: SecretStr | None = Field(default=None, repr=False)
+
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
 
@@ -119,6 +125,20 @@ class Settings(BaseSettings):
         if value.lower() not in levels:
             raise ValueError(f"must be one of {', '.join(sorted(levels))}")
         return value.lower()
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_is_256_bits(cls, value: SecretStr | None) -> SecretStr | None:
+        # The messages never contain the value, which is a key.
+        if value is None:
+            return None
+        try:
+            material = base64.b64decode(value.get_secret_value().strip(), validate=True)
+        except ValueError:
+            raise ValueError("must be base64, for example from `openssl rand -base64 32`") from None
+        if len(material) != SYMMETRIC_KEY_BYTES:
+            raise ValueError(f"must decode to {SYMMETRIC_KEY_BYTES} bytes, not {len(material)}")
+        return value
 
     @property
     def resolved_database_url(self) -> str:

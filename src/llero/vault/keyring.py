@@ -1,0 +1,514 @@
+"""Key-encryption keys (KEKs): where they come from, which one is current, how a new one is added.
+
+Files under the keys directory:
+
+    master.key          the base KEK that `llero init` creates (version 1)
+    kek/manifest.json   every KEK by id and version, the current one, and when each was retired
+    kek/<id>.key        KEKs added by ``add_kek``, base64 like master.key
+
+LLERO_MASTER_KEY, when set, is the base KEK and master.key is not read, so a deployment can keep
+the key out of the data directory. Until the first ``add_kek`` there is no manifest and the base
+KEK is the whole keyring. With neither the variable nor master.key, the keyring is sealed. It
+contains no KEK, and every vault operation raises VaultSealed.
+
+A KEK's id is derived from its bytes, so an envelope names the exact key that wrapped it and a
+wrong key is reported as such, wherever the key was loaded from. Retired KEKs are never loaded.
+"""
+
+import base64
+import binascii
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from llero.config.keyfiles import (
+    MASTER_KEY,
+    SYMMETRIC_KEY_BYTES,
+    read_private_file,
+    read_symmetric_key,
+)
+from llero.crypto import Secret, random_token
+from llero.errors import KeyFileError, NotFound, Refused
+from llero.logs import get_logger
+from llero.vault.errors import VaultSealed
+
+KEK_DIR = "kek"
+MANIFEST = "manifest.json"
+LOCK_FILE = ".lock"
+MANIFEST_VERSION = 1
+BASE_VERSION = 1
+
+KEK_ID_BYTES = 8
+KEK_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
+_KEK_ID_LABEL = b"llero vault kek id v1"
+
+# How often a running process looks for a KEK that another process added.
+REFRESH_INTERVAL_SECONDS = 1.0
+
+logger = get_logger(__name__)
+
+
+def kek_id_of(material: bytes) -> str:
+    """Return the id of a KEK: the first 8 bytes of HMAC-SHA256(KEK, fixed label), as hex.
+
+    A MAC of a public constant under the key identifies the key without revealing anything about
+    it (the same idea as a key check value). 64 bits tell a few KEKs apart; they are no secret.
+    """
+    digest = hmac.new(material, _KEK_ID_LABEL, hashlib.sha256).digest()
+    return digest[:KEK_ID_BYTES].hex()
+
+
+@dataclass(frozen=True)
+class Kek:
+    """One loaded key-encryption key; ``material`` is masked in ``repr``."""
+
+    id: str
+    version: int
+    material: Secret[bytes]
+
+
+class KekSource(StrEnum):
+    BASE = "base"  # LLERO_MASTER_KEY, or else master.key
+    FILE = "file"  # kek/<id>.key
+
+
+@dataclass(frozen=True)
+class KekRecord:
+    """One KEK listed in the manifest; ``retired_at`` is set once no record needs it."""
+
+    id: str
+    version: int
+    source: KekSource
+    created_at: datetime
+    retired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    current: str
+    keys: tuple[KekRecord, ...]
+
+    def record(self, kek_id: str) -> KekRecord | None:
+        return next((record for record in self.keys if record.id == kek_id), None)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    keks: dict[str, Kek]
+    current: str | None
+    manifest_signature: tuple[int, ...] | None
+
+
+class Keyring:
+    """The KEKs a process can use: the current one wraps new data keys, and every loaded one
+    unwraps. A keyring made by ``load_keyring`` reloads itself when another process changes the
+    manifest, so readers accept a KEK that was added after this process started."""
+
+    def __init__(
+        self,
+        keks: Iterable[Kek] = (),
+        current_id: str | None = None,
+        *,
+        keys_dir: Path | None = None,
+        master_key: SecretStr | None = None,
+    ) -> None:
+        by_id = {kek.id: kek for kek in keks}
+        if by_id and current_id not in by_id:
+            raise ValueError("the current KEK must be one of the keyring's KEKs")
+        if not by_id and current_id is not None:
+            raise ValueError("a sealed keyring has no current KEK")
+        self._snapshot = _Snapshot(by_id, current_id, _manifest_signature(keys_dir))
+        self._keys_dir = keys_dir
+        self._master_key = master_key
+        self._failed_signature: tuple[int, ...] | None = None
+        self._lock = threading.Lock()
+        self._checked_at = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Keyring(current={self._snapshot.current!r}, ids={self.ids!r})"
+
+    @property
+    def sealed(self) -> bool:
+        """True when no KEK is loaded, so nothing can be encrypted or decrypted."""
+        return not self._snapshot.keks
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self._snapshot.keks))
+
+    @property
+    def current(self) -> Kek:
+        """Return the KEK that wraps new data keys; raise VaultSealed when there is none."""
+        if time.monotonic() - self._checked_at >= REFRESH_INTERVAL_SECONDS:
+            self.refresh()
+        snapshot = self._snapshot
+        if snapshot.current is None:
+            raise VaultSealed()
+        return snapshot.keks[snapshot.current]
+
+    def kek(self, kek_id: str) -> Kek | None:
+        """Return the loaded KEK ``kek_id``, reloading once if the manifest changed since."""
+        found = self._snapshot.keks.get(kek_id)
+        if found is None and self.refresh():
+            found = self._snapshot.keks.get(kek_id)
+        return found
+
+    def refresh(self) -> bool:
+        """Reload the KEKs if the manifest changed; return True when it did.
+
+        A manifest that cannot be read leaves the loaded KEKs in use and is logged, so a broken
+        edit on disk does not stop a running server from reading secrets.
+        """
+        if self._keys_dir is None:
+            return False
+        with self._lock:
+            self._checked_at = time.monotonic()
+            signature = _manifest_signature(self._keys_dir)
+            unchanged = signature == self._snapshot.manifest_signature
+            if unchanged or (signature is not None and signature == self._failed_signature):
+                return False
+            try:
+                self._snapshot = _load_snapshot(self._keys_dir, self._master_key)
+            except KeyFileError as error:
+                # Logged once per version of the file, not on every lookup that misses.
+                self._failed_signature = signature
+                logger.warning("vault_keyring_reload_failed", error=error.message)
+                return False
+            logger.info("vault_keyring_reloaded", current=self._snapshot.current, ids=self.ids)
+            return True
+
+
+def load_keyring(keys_dir: Path, master_key: SecretStr | None = None) -> Keyring:
+    """Load every KEK in use; raise KeyFileError naming the file or variable that is unusable.
+
+    Returns a sealed keyring when there is no manifest, no LLERO_MASTER_KEY and no master.key.
+    """
+    snapshot = _load_snapshot(keys_dir, master_key)
+    return Keyring(
+        snapshot.keks.values(), snapshot.current, keys_dir=keys_dir, master_key=master_key
+    )
+
+
+def add_kek(
+    keys_dir: Path, master_key: SecretStr | None = None, *, now: datetime | None = None
+) -> KekRecord:
+    """Create a new random KEK, make it the current one, and return its record.
+
+    The previous KEKs stay loaded, so every record stays readable until rotation.py has re-wrapped
+    it. The key file is written before the manifest, so a crash in between leaves an unlisted file
+    that is never loaded.
+    """
+    moment = _utc(now)
+    with _locked(keys_dir):
+        manifest = read_manifest(keys_dir, master_key)
+        _load_keks(keys_dir, master_key, manifest)
+
+        material = os.urandom(SYMMETRIC_KEY_BYTES)
+        kek_id = kek_id_of(material)
+        _write_durably(_kek_path(keys_dir, kek_id), base64.b64encode(material) + b"\n")
+
+        version = max(record.version for record in manifest.keys) + 1
+        record = KekRecord(kek_id, version, KekSource.FILE, created_at=moment)
+        _write_manifest(keys_dir, Manifest(current=kek_id, keys=(*manifest.keys, record)))
+    logger.info("vault_kek_added", kek_id=kek_id, version=version)
+    return record
+
+
+def mark_retired(keys_dir: Path, kek_id: str, *, now: datetime | None = None) -> None:
+    """Stop loading ``kek_id`` and delete its key file (the base key's file is kept).
+
+    Only rotation.retire_kek should call this, after it has checked that no record still needs the
+    KEK: any record still wrapped by it becomes unreadable. So do database backups taken before
+    rotation, which is the point of retiring a KEK; copy the key file away first if old backups
+    must stay restorable.
+    """
+    moment = _utc(now)
+    with _locked(keys_dir):
+        manifest = _read_manifest_file(keys_dir)
+        record = None if manifest is None else manifest.record(kek_id)
+        if manifest is None or record is None:
+            raise NotFound(f"KEK {kek_id} is not in {MANIFEST}")
+        if kek_id == manifest.current:
+            raise Refused(f"KEK {kek_id} is the current KEK; add a new KEK before retiring it")
+        if record.retired_at is None:
+            retired = replace(record, retired_at=moment)
+            keys = tuple(retired if item.id == kek_id else item for item in manifest.keys)
+            _write_manifest(keys_dir, replace(manifest, keys=keys))
+        _delete_retired_file(keys_dir, record)
+    logger.info("vault_kek_retired", kek_id=kek_id, version=record.version)
+
+
+def read_manifest(keys_dir: Path, master_key: SecretStr | None = None) -> Manifest:
+    """Return the manifest, or the one-KEK manifest implied by the base key before any rotation.
+
+    Raises VaultSealed when there is neither a manifest nor a base key.
+    """
+    manifest = _read_manifest_file(keys_dir)
+    if manifest is not None:
+        return manifest
+    material = _read_base_material(keys_dir, master_key)
+    if material is None:
+        raise VaultSealed()
+    kek_id = kek_id_of(material.reveal())
+    record = KekRecord(kek_id, BASE_VERSION, KekSource.BASE, created_at=_base_created_at(keys_dir))
+    return Manifest(current=kek_id, keys=(record,))
+
+
+# Loading.
+
+
+def _load_snapshot(keys_dir: Path, master_key: SecretStr | None) -> _Snapshot:
+    signature = _manifest_signature(keys_dir)
+    try:
+        manifest = read_manifest(keys_dir, master_key)
+    except VaultSealed:
+        return _Snapshot({}, None, signature)
+    keks = _load_keks(keys_dir, master_key, manifest)
+    return _Snapshot({kek.id: kek for kek in keks}, manifest.current, signature)
+
+
+def _load_keks(keys_dir: Path, master_key: SecretStr | None, manifest: Manifest) -> list[Kek]:
+    return [
+        _load_kek(keys_dir, master_key, record)
+        for record in manifest.keys
+        if record.retired_at is None
+    ]
+
+
+def _load_kek(keys_dir: Path, master_key: SecretStr | None, record: KekRecord) -> Kek:
+    if record.source is KekSource.BASE:
+        origin = _base_origin(keys_dir, master_key)
+        material = _read_base_material(keys_dir, master_key)
+        if material is None:
+            raise KeyFileError(f"{origin} is missing, but {MANIFEST} lists it as KEK {record.id}")
+    else:
+        path = _kek_path(keys_dir, record.id)
+        origin = str(path)
+        if not path.exists() and not path.is_symlink():
+            raise KeyFileError(
+                f"{origin} is missing, but {MANIFEST} lists it; restore it from the key backup"
+            )
+        material = Secret(read_symmetric_key(path).material)
+    if kek_id_of(material.reveal()) != record.id:
+        raise KeyFileError(
+            f"{origin} does not hold KEK {record.id} that {MANIFEST} lists; it is a different key"
+        )
+    return Kek(record.id, record.version, material)
+
+
+def _read_base_material(keys_dir: Path, master_key: SecretStr | None) -> Secret[bytes] | None:
+    if master_key is not None:
+        return Secret(decode_master_key(master_key.get_secret_value()))
+    path = keys_dir / MASTER_KEY
+    if not path.exists() and not path.is_symlink():
+        return None
+    return Secret(read_symmetric_key(path).material)
+
+
+def decode_master_key(encoded: str) -> bytes:
+    """Decode LLERO_MASTER_KEY; the error never contains the value."""
+    try:
+        material = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyFileError("LLERO_MASTER_KEY is not valid base64") from None
+    if len(material) != SYMMETRIC_KEY_BYTES:
+        raise KeyFileError(f"LLERO_MASTER_KEY must hold {SYMMETRIC_KEY_BYTES} bytes")
+    return material
+
+
+def _base_origin(keys_dir: Path, master_key: SecretStr | None) -> str:
+    return "LLERO_MASTER_KEY" if master_key is not None else str(keys_dir / MASTER_KEY)
+
+
+def _base_created_at(keys_dir: Path) -> datetime:
+    path = keys_dir / MASTER_KEY
+    if path.exists():
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    return datetime.now(UTC)
+
+
+def _delete_retired_file(keys_dir: Path, record: KekRecord) -> None:
+    if record.source is KekSource.FILE:
+        _kek_path(keys_dir, record.id).unlink(missing_ok=True)
+        _sync_directory(_kek_dir(keys_dir))
+    # NOTE: a retired base KEK stays in master.key (or LLERO_MASTER_KEY), because check_key_files
+    # requires master.key to start the server. It is never loaded again, but until an admin
+    # replaces it, database backups made before the rotation can still be decrypted with it.
+
+
+def _utc(moment: datetime | None) -> datetime:
+    if moment is None:
+        return datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous; attach a time zone")
+    return moment.astimezone(UTC)
+
+
+# Files on disk.
+
+
+def _kek_dir(keys_dir: Path) -> Path:
+    return keys_dir / KEK_DIR
+
+
+def _kek_path(keys_dir: Path, kek_id: str) -> Path:
+    # The id becomes part of a path, so only the exact shape of an id is accepted.
+    if not KEK_ID_PATTERN.fullmatch(kek_id):
+        raise ValueError("a KEK id is 16 lower-case hex digits")
+    return _kek_dir(keys_dir) / f"{kek_id}.key"
+
+
+def _manifest_signature(keys_dir: Path | None) -> tuple[int, ...] | None:
+    """Return what identifies one version of the manifest file, or None when there is none."""
+    if keys_dir is None:
+        return None
+    try:
+        info = (_kek_dir(keys_dir) / MANIFEST).stat()
+    except FileNotFoundError:
+        return None
+    # The manifest is replaced by rename, so a new version always has a new inode.
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _check_private_dir(path: Path) -> None:
+    """Raise KeyFileError unless ``path`` is a directory that only its owner can enter or change."""
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise KeyFileError(f"{path} must be a directory, not a link or file")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise KeyFileError(
+            f"key directory {path} is open to group or others (mode {mode:04o}); "
+            f"run `chmod 700 {path}`"
+        )
+    if info.st_uid != os.geteuid():
+        raise KeyFileError(f"key directory {path} belongs to another user (uid {info.st_uid})")
+
+
+@contextmanager
+def _locked(keys_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the KEK directory, so two changes never both write the manifest."""
+    if not keys_dir.is_dir():
+        raise KeyFileError(f"key directory {keys_dir} is missing; run `llero init`")
+    kek_dir = _kek_dir(keys_dir)
+    kek_dir.mkdir(mode=0o700, exist_ok=True)
+    _check_private_dir(kek_dir)
+    descriptor = os.open(kek_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _write_durably(path: Path, content: bytes) -> None:
+    """Create ``path`` mode 0600 (never overwriting) and flush it and its directory to disk."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(path, flags, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _sync_directory(path.parent)
+
+
+def _sync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# manifest.json.
+
+
+def _read_manifest_file(keys_dir: Path) -> Manifest | None:
+    kek_dir = _kek_dir(keys_dir)
+    path = kek_dir / MANIFEST
+    if not path.exists():
+        return None
+    _check_private_dir(kek_dir)
+    try:
+        return _parse_manifest(json.loads(read_private_file(path)))
+    except KeyError as error:
+        raise KeyFileError(f"{path} is invalid: member {error} is missing") from None
+    except (ValueError, TypeError) as error:
+        raise KeyFileError(f"{path} is invalid: {error}") from None
+
+
+def _parse_manifest(document: Any) -> Manifest:
+    """Validate the manifest; raise ValueError, TypeError or KeyError naming the first problem."""
+    if not isinstance(document, dict) or document.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"expected an object with version {MANIFEST_VERSION}")
+    records = tuple(_parse_record(item) for item in document["keys"])
+    if len({record.id for record in records}) != len(records):
+        raise ValueError("a KEK id is listed twice")
+    if len({record.version for record in records}) != len(records):
+        raise ValueError("a KEK version is listed twice")
+    if sum(record.source is KekSource.BASE for record in records) > 1:
+        raise ValueError("more than one KEK has the source base")
+    current = next((record for record in records if record.id == document["current"]), None)
+    if current is None or current.retired_at is not None:
+        raise ValueError("the current KEK must be listed and not retired")
+    return Manifest(current=current.id, keys=records)
+
+
+def _parse_record(item: Any) -> KekRecord:
+    kek_id, version = item["id"], item["version"]
+    if not isinstance(kek_id, str) or not KEK_ID_PATTERN.fullmatch(kek_id):
+        raise ValueError("a KEK id is not 16 lower-case hex digits")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError("a KEK version must be a positive integer")
+    retired_at = item["retired_at"]
+    return KekRecord(
+        id=kek_id,
+        version=version,
+        source=KekSource(item["source"]),
+        created_at=_parse_time(item["created_at"]),
+        retired_at=None if retired_at is None else _parse_time(retired_at),
+    )
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError("a time must be an ISO 8601 string")
+    return _utc(datetime.fromisoformat(value))
+
+
+def _write_manifest(keys_dir: Path, manifest: Manifest) -> None:
+    """Replace the manifest atomically: readers see the old file or the new one, never a mix."""
+    document = {
+        "version": MANIFEST_VERSION,
+        "current": manifest.current,
+        "keys": [
+            {
+                "id": record.id,
+                "version": record.version,
+                "source": record.source.value,
+                "created_at": record.created_at.isoformat(),
+                "retired_at": None if record.retired_at is None else record.retired_at.isoformat(),
+            }
+            for record in manifest.keys
+        ],
+    }
+    kek_dir = _kek_dir(keys_dir)
+    temporary = kek_dir / f".{MANIFEST}.{random_token(16)}"
+    _write_durably(temporary, json.dumps(document, indent=2).encode("utf-8") + b"\n")
+    temporary.replace(kek_dir / MANIFEST)
+    _sync_directory(kek_dir)
