@@ -8,9 +8,9 @@ busy_timeout) and then reads the head that the first one left.
 """
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import CursorResult, Table, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -116,8 +116,10 @@ def _create(session: Session, hasher: ChainHasher) -> None:
         "last_hash": GENESIS_HASH,
         "mac": hasher.head_mac(1, GENESIS_HASH, 0, GENESIS_HASH),
     }
-    result = cast(CursorResult[Any], session.execute(_insert_if_absent(session).values(values)))
-    if result.rowcount == 0:
+    inserted = session.execute(
+        _insert_if_absent(session).values(values).returning(head_table.c.id)
+    ).first()
+    if inserted is None:
         return
     # This transaction made the head, so none existed: records without a head mean the head was
     # deleted, and a new empty chain would hide whatever happened to them.

@@ -2,16 +2,17 @@
 
 A value is replaced by its keyed hash, ``hmac-sha256:<hex>`` under the detail-hash key, when
 
-- its key names a secret (``password``, ``api_key``, ``refreshToken``, ``X-Auth-Token``,
-  ``code``, ``seed``, ...), matched on the words of the key whatever its case or separators,
-  and then the whole value below that key is hashed, however deeply it nests; or
+- its key, or the key of any object or list it sits in, names a secret (``password``,
+  ``api_key``, ``refreshToken``, ``X-Auth-Token``, ``code``, ``seed``, ...), matched on the
+  words of the key whatever its case or separators. Below such a key every string, number and
+  boolean is hashed on its own, so the keys and the shape stay readable; or
 - it is a string in the shape of a well-known credential (``sk-...``, ``Bearer ...``, a JWT, a
   PEM block, ...), under any key.
 
 An investigator who holds a suspected value gets the same hash from ``audit_hash`` and finds the
 records that contain it, while a reader of the table without the key cannot test guesses. The
-hash of a non-string value is the hash of its JSON text, so the code 123456 and the string
-"123456" hash alike.
+hash of a number or boolean is the hash of its JSON text, so the code 123456 and the string
+"123456" hash alike. None stays None: it shows that no value was given.
 
 NOTE: only these two rules protect a detail. A secret under an innocent key, in a shape not
 listed below, is stored as given: callers must not put free text from a client into a detail.
@@ -66,6 +67,7 @@ _SENSITIVE_WHOLE_KEYS = frozenset({"auth", "key"})
 _PLAIN_CODE_QUALIFIERS = frozenset(
     {"country", "currency", "error", "exit", "http", "language", "reason", "response", "status"}
 )
+_PLAIN_PATH_KEY = re.compile(r"[A-Za-z_]{1,32}")
 _WORD_BOUNDARY = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 # Prefixes and shapes of credentials that providers and protocols issue.
@@ -125,7 +127,7 @@ def audit_hash(value: str, keys: AuditKeys) -> str:
     return HASH_PREFIX + keyed_hash(keys.detail, value)
 
 
-def _hash_any(value: Any, keys: AuditKeys) -> str:
+def _hash_scalar(value: str | int | float | bool, keys: AuditKeys) -> str:
     text = value if isinstance(value, str) else canonical_json(value)
     return audit_hash(text, keys)
 
@@ -135,46 +137,52 @@ def _check_scalar(value: Any, path: str) -> None:
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidAuditDetail(f"audit detail {path} is not a finite number")
+            raise InvalidAuditDetail(f"audit {path} is not a finite number")
         return
     raise InvalidAuditDetail(
-        f"audit detail {path} is a {type(value).__name__}; use str, int, float, bool, None, "
+        f"audit {path} has type {type(value).__name__}; use str, int, float, bool, None, "
         "list or dict"
     )
 
 
 def _check_key(key: Any, path: str) -> str:
     if not isinstance(key, str):
-        raise InvalidAuditDetail(f"audit detail {path} has a key that is not a string")
+        raise InvalidAuditDetail(f"audit {path} has a key that is not a string")
     if not key or len(key) > DETAIL_KEY_MAX:
         raise InvalidAuditDetail(
-            f"audit detail {path} has a key that is empty or longer than {DETAIL_KEY_MAX}"
+            f"audit {path} has a key that is empty or longer than {DETAIL_KEY_MAX}"
         )
     return key
 
 
-def _redact(value: Any, keys: AuditKeys, path: str, depth: int) -> Any:
+def _path_part(key: str) -> str:
+    # Error messages name the path to a bad value, and a key built from data could itself be a
+    # secret, so only a key made of letters and underscores is named.
+    return key if _PLAIN_PATH_KEY.fullmatch(key) else "<key>"
+
+
+def _redact(value: Any, keys: AuditKeys, path: str, depth: int, *, secret: bool) -> Any:
+    """Return ``value`` with secrets hashed; ``secret`` is True below a sensitive key."""
     if depth > DETAIL_MAX_DEPTH:
-        raise InvalidAuditDetail(f"audit detail {path} nests deeper than {DETAIL_MAX_DEPTH}")
+        raise InvalidAuditDetail(f"audit {path} nests deeper than {DETAIL_MAX_DEPTH}")
     if isinstance(value, Mapping):
         redacted = {}
         for raw_key, item in value.items():
             key = _check_key(raw_key, path)
-            item_path = f"{path}.{key}"
-            if is_sensitive_key(key) and item is not None:
-                # Checked first, so the hash covers exactly what the JSON text holds.
-                _redact(item, keys, item_path, depth + 1)
-                redacted[key] = _hash_any(item, keys)
-            else:
-                redacted[key] = _redact(item, keys, item_path, depth + 1)
+            below = secret or is_sensitive_key(key)
+            item_path = f"{path}.{_path_part(key)}"
+            redacted[key] = _redact(item, keys, item_path, depth + 1, secret=below)
         return redacted
     if isinstance(value, list | tuple):
         return [
-            _redact(item, keys, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)
+            _redact(item, keys, f"{path}[{index}]", depth + 1, secret=secret)
+            for index, item in enumerate(value)
         ]
     _check_scalar(value, path)
-    if isinstance(value, str) and looks_like_credential(value):
-        return audit_hash(value, keys)
+    if value is None:
+        return None
+    if secret or (isinstance(value, str) and looks_like_credential(value)):
+        return _hash_scalar(value, keys)
     return value
 
 
@@ -188,7 +196,7 @@ def encode_detail(detail: Mapping[str, Any] | None, keys: AuditKeys) -> str:
         return "{}"
     if not isinstance(detail, Mapping):
         raise InvalidAuditDetail("audit detail must be a mapping of names to values")
-    text = canonical_json(_redact(detail, keys, "detail", 1))
+    text = canonical_json(_redact(detail, keys, "detail", 1, secret=False))
     if len(text) > DETAIL_MAX_BYTES:
         raise InvalidAuditDetail(
             f"audit detail is {len(text)} bytes once encoded; the limit is {DETAIL_MAX_BYTES}"
