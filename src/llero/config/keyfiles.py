@@ -116,7 +116,14 @@ def create_key_files(keys_dir: Path) -> list[Path]:
 
 
 def check_key_files(keys_dir: Path) -> None:
-    """Read every key file once so a bad mode or content stops the start, not a later request."""
+    """Read every key file once so a bad mode or content stops the start, not a later request.
+
+    The signing keys are read as the ring that verifies tokens, so a rotated ring whose legacy
+    key was pruned passes, and a ring that lists a missing or altered key fails.
+    """
+    # Imported here because signing_keys imports this module for its file helpers.
+    from llero.identity.signing_keys import load_signing_key_ring  # noqa: PLC0415
+
     read_symmetric_key(keys_dir / MASTER_KEY)
     read_symmetric_key(keys_dir / AUDIT_KEY)
-    read_signing_key(keys_dir / SIGNING_KEY)
+    load_signing_key_ring(keys_dir)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llero.config.keyfiles import SYMMETRIC_KEY_BYTES
 from llero.errors import SettingsError
+from llero.identity.policy import MAXIMUM_LENGTH, MFA_MINIMUM_LENGTH, check_minimum_length
 
 ENV_PREFIX = "LLERO_"
 
@@ -87,6 +88,18 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
 
+    # Sign-in. The access token limits match what identity.signing_keys keeps retired keys for.
+    access_token_minutes: int = Field(default=15, ge=1, le=60)
+    clock_skew_seconds: int = Field(default=30, ge=0, le=300)
+    # NIST SP 800-63B-4 (section 2.2.3) sets AAL2 reauthentication at no more than 24 hours
+    # overall and 1 hour of inactivity; the defaults are those limits.
+    refresh_idle_minutes: int = Field(default=60, ge=5, le=30 * 24 * 60)
+    refresh_absolute_hours: int = Field(default=24, ge=1, le=90 * 24)
+    mfa_required_for_admins: bool = True
+    mfa_required_for_everyone: bool = False
+    signup_open: bool = False
+    password_min_length: int = Field(default=15, ge=MFA_MINIMUM_LENGTH, le=MAXIMUM_LENGTH)
+
     @field_validator("trusted_proxies", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -125,6 +138,38 @@ class Settings(BaseSettings):
         if value.lower() not in levels:
             raise ValueError(f"must be one of {', '.join(sorted(levels))}")
         return value.lower()
+
+    @field_validator("refresh_absolute_hours")
+    @classmethod
+    def _absolute_covers_idle(cls, value: int, info: ValidationInfo) -> int:
+        idle = info.data.get("refresh_idle_minutes")
+        if idle is not None and idle > value * 60:
+            needed = -(-idle // 60)
+            raise ValueError(
+                f"must be at least {needed} hours, because a session may not stay idle "
+                f"(LLERO_REFRESH_IDLE_MINUTES, {idle} minutes) longer than it may last"
+            )
+        return value
+
+    @field_validator("signup_open")
+    @classmethod
+    def _signup_not_available(cls, value: bool) -> bool:
+        # TODO: self-service sign-up and invitations hook in here. Until they exist an admin
+        # creates every account, so true would promise something that does not happen.
+        if value:
+            raise ValueError("self-service sign-up is not available yet; admins create accounts")
+        return value
+
+    @field_validator("password_min_length")
+    @classmethod
+    def _length_fits_mfa(cls, value: int, info: ValidationInfo) -> int:
+        try:
+            check_minimum_length(
+                value, mfa_required=bool(info.data.get("mfa_required_for_everyone"))
+            )
+        except SettingsError as error:
+            raise ValueError(error.message) from None
+        return value
 
     @field_validator("master_key")
     @classmethod

@@ -236,8 +236,8 @@ def _delete_key_file(keys_dir: Path, kid: str) -> None:
     if path.exists():
         path.unlink()
     elif _legacy_kid(keys_dir) == kid:
-        # NOTE: check_key_files in config/keyfiles.py still requires this file, so `llero serve`
-        # stops until `llero init` writes a new one; the ring never trusts that new unlisted key.
+        # `llero init` writes a new legacy file after this one is gone; ring.json does not list
+        # it, so the ring never trusts that key.
         (keys_dir / SIGNING_KEY).unlink()
 
 
