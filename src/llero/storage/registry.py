@@ -2,8 +2,9 @@
 
 from llero.barracks import models as barracks_models
 from llero.forge import models as forge_models
+from llero.identity import models as identity_models
 from llero.storage.base import Base
 
-MODEL_MODULES = (forge_models, barracks_models)
+MODEL_MODULES = (forge_models, barracks_models, identity_models)
 
 metadata = Base.metadata

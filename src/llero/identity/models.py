@@ -1,0 +1,239 @@
+"""Stored users, sign-in sessions and the tokens and codes that authenticate them.
+
+Tokens, codes and passwords are stored only as hashes, except the TOTP seed, which must be read
+back to check a code. A sign-in session is one refresh-token family: every rotation adds a token
+to the same session, and revoking the session ends every token in it.
+"""
+
+# TODO: email, email_key, client_address and the TOTP seeds are stored in plaintext until the
+# vault encrypts confidential and secret columns at rest; email_key then becomes a keyed hash.
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, relationship
+
+from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
+
+# RFC 5321 limits an address to 254 octets; the typed form may use more characters before
+# normalisation folds them, so the column for it allows the 320 that forms commonly accept.
+EMAIL_MAX = 320
+EMAIL_KEY_MAX = 254
+DISPLAY_NAME_MAX = 128
+USER_AGENT_MAX = 256
+# An IPv6 address with a zone index is at most 45 + 1 + 16 characters.
+CLIENT_ADDRESS_MAX = 64
+TOKEN_NAME_MAX = 64
+# hash_token returns SHA-256 as 64 hex digits.
+HASH_HEX_LENGTH = 64
+# A PHC argon2id string at Llero's parameters is about 100 characters; bcrypt is 60.
+PASSWORD_HASH_MAX = 256
+# Base32 of 20 random bytes is 32 characters.
+TOTP_SEED_MAX = 64
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    # Created by an admin or the CLI; becomes active when its owner sets a password.
+    PENDING = "pending"
+
+
+class RevocationReason(StrEnum):
+    EXPIRED = "expired"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a reason code, not a token
+    REVOKED_BY_ADMIN = "revoked_by_admin"
+    REVOKED_BY_USER = "revoked_by_user"
+    SIGNED_OUT = "signed_out"
+    USER_DISABLED = "user_disabled"
+
+
+class OneTimePurpose(StrEnum):
+    ENROLL = "enroll"
+    INVITE = "invite"
+    # The second step of a sign-in that needs a TOTP or recovery code.
+    MFA_CHALLENGE = "mfa_challenge"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a password
+    VERIFY_EMAIL = "verify_email"
+
+
+class ThrottleScope(StrEnum):
+    ACCOUNT = "account"
+    CLIENT_ADDRESS = "client_address"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    # As the user typed it, for display and for mail.
+    email: Mapped[str] = classified(DataClass.CONFIDENTIAL, String(EMAIL_MAX))
+    # identity.emails.normalize_email of the address; one account per mailbox.
+    email_key: Mapped[str] = classified(DataClass.CONFIDENTIAL, String(EMAIL_KEY_MAX), unique=True)
+    display_name: Mapped[str] = classified(DataClass.INTERNAL, String(DISPLAY_NAME_MAX), default="")
+    # An access.roles.Role value.
+    role: Mapped[str] = classified(DataClass.INTERNAL, String(16))
+    status: Mapped[str] = classified(DataClass.INTERNAL, String(16), default=UserStatus.PENDING)
+    # None until the user sets a password through an enrollment code.
+    password_hash: Mapped[str | None] = classified(
+        DataClass.SECRET, String(PASSWORD_HASH_MAX), nullable=True
+    )
+    totp_seed: Mapped[str | None] = classified(
+        DataClass.SECRET, String(TOTP_SEED_MAX), nullable=True
+    )
+    # A seed shown to the user but not yet confirmed with a first code.
+    totp_pending_seed: Mapped[str | None] = classified(
+        DataClass.SECRET, String(TOTP_SEED_MAX), nullable=True
+    )
+    # The TOTP time step of the last accepted code; a code of this step or earlier is refused.
+    totp_last_step: Mapped[int | None] = classified(DataClass.INTERNAL, Integer, nullable=True)
+    mfa_enabled_at: Mapped[datetime | None] = classified(
+        DataClass.INTERNAL, UTCDateTime, nullable=True
+    )
+    # Access tokens issued before this time are rejected, so a disabled user loses access at once.
+    not_before: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    last_login_at: Mapped[datetime | None] = classified(
+        DataClass.INTERNAL, UTCDateTime, nullable=True
+    )
+
+    @property
+    def mfa_enabled(self) -> bool:
+        return self.totp_seed is not None
+
+
+class AuthSession(Base):
+    """One sign-in on one device: a refresh-token family with its idle and absolute limits."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    user_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    user_agent: Mapped[str] = classified(DataClass.INTERNAL, String(USER_AGENT_MAX), default="")
+    client_address: Mapped[str] = classified(
+        DataClass.CONFIDENTIAL, String(CLIENT_ADDRESS_MAX), default=""
+    )
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    last_used_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    idle_expires_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime)
+    absolute_expires_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime)
+    revoked_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+    revoked_reason: Mapped[str | None] = classified(DataClass.INTERNAL, String(32), nullable=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    session_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    # Set when the token is exchanged; presenting it again revokes its whole session.
+    used_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+
+    session: Mapped[AuthSession] = relationship(lazy="joined")
+
+
+class ApiToken(Base):
+    """A personal API token (llero_pat_...): its owner's permissions, narrowed to ``scopes``."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    user_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = classified(DataClass.INTERNAL, String(TOKEN_NAME_MAX))
+    token_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True)
+    # The first characters of the token, so its owner can tell tokens apart; they carry about
+    # 24 of the token's 256 random bits.
+    prefix: Mapped[str] = classified(DataClass.INTERNAL, String(16))
+    # Permission values, each one the owner's role held when the token was made.
+    scopes: Mapped[list[str]] = classified(DataClass.INTERNAL, JSON, default=list)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime)
+    last_used_at: Mapped[datetime | None] = classified(
+        DataClass.INTERNAL, UTCDateTime, nullable=True
+    )
+    revoked_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class OneTimeToken(Base):
+    """A single-use code for one purpose: enrollment, an MFA challenge, and later mail links."""
+
+    __tablename__ = "one_time_tokens"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    user_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = classified(DataClass.INTERNAL, String(32))
+    token_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime)
+    used_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+    # Wrong codes presented against an MFA challenge; the challenge dies at a fixed limit.
+    failed_attempts: Mapped[int] = classified(DataClass.INTERNAL, Integer, default=0)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class RecoveryCode(Base):
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    user_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH))
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    used_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins counted per account or per client address, for lockout and back-off.
+
+    ``subject_hash`` is a keyed hash of the email key or the address, so the table lists
+    neither. Nothing writes these rows yet: see identity.service.sign_in.
+    """
+
+    __tablename__ = "login_throttles"
+    __table_args__ = (
+        UniqueConstraint("scope", "subject_hash", name="uq_login_throttles_scope_subject"),
+    )
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    scope: Mapped[str] = classified(DataClass.INTERNAL, String(16))
+    subject_hash: Mapped[str] = classified(DataClass.INTERNAL, String(HASH_HEX_LENGTH))
+    failure_count: Mapped[int] = classified(DataClass.INTERNAL, Integer, default=0)
+    window_started_at: Mapped[datetime] = classified(
+        DataClass.INTERNAL, UTCDateTime, default=utc_now
+    )
+    locked_until: Mapped[datetime | None] = classified(
+        DataClass.INTERNAL, UTCDateTime, nullable=True
+    )
+
+
+__all__ = [
+    "ApiToken",
+    "AuthSession",
+    "LoginThrottle",
+    "OneTimePurpose",
+    "OneTimeToken",
+    "RecoveryCode",
+    "RefreshToken",
+    "RevocationReason",
+    "ThrottleScope",
+    "User",
+    "UserStatus",
+]
