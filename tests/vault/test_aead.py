@@ -42,17 +42,18 @@ def test_wrap_key_matches_rfc_3394_vector() -> None:
 
 
 def test_aes_gcm_round_trip_with_associated_data() -> None:
-    box = aes_gcm_encrypt(KEY, b"value", AD)
+    nonce, ciphertext = aes_gcm_encrypt(KEY, b"value", AD)
 
-    assert len(box.nonce) == GCM_NONCE_BYTES
-    assert b"value" not in box.ciphertext
-    assert aes_gcm_decrypt(Secret(KEY), box.nonce, box.ciphertext, AD) == b"value"
+    assert len(nonce) == GCM_NONCE_BYTES
+    assert len(ciphertext) == len(b"value") + 16
+    assert b"value" not in ciphertext
+    assert aes_gcm_decrypt(Secret(KEY), nonce, ciphertext, AD) == b"value"
 
 
 def test_aes_gcm_nonce_fresh_for_every_call() -> None:
     key = AesGcmKey(KEY)
 
-    nonces = {key.encrypt(b"same", AD).nonce for _ in range(10_000)}
+    nonces = {key.encrypt(b"same", AD)[0] for _ in range(10_000)}
 
     assert len(nonces) == 10_000
 
@@ -66,18 +67,18 @@ def test_aes_gcm_nonce_fresh_for_every_call() -> None:
     ],
 )
 def test_aes_gcm_wrong_key_or_associated_data_fails(key: bytes, associated_data: bytes) -> None:
-    box = aes_gcm_encrypt(KEY, b"value", AD)
+    nonce, ciphertext = aes_gcm_encrypt(KEY, b"value", AD)
 
     with pytest.raises(DecryptionFailed):
-        aes_gcm_decrypt(key, box.nonce, box.ciphertext, associated_data)
+        aes_gcm_decrypt(key, nonce, ciphertext, associated_data)
 
 
 @pytest.mark.parametrize("nonce_length", [0, 8, 11, 13, 16])
 def test_aes_gcm_wrong_nonce_length_fails(nonce_length: int) -> None:
-    box = aes_gcm_encrypt(KEY, b"value", AD)
+    _, ciphertext = aes_gcm_encrypt(KEY, b"value", AD)
 
     with pytest.raises(DecryptionFailed):
-        aes_gcm_decrypt(KEY, bytes(nonce_length), box.ciphertext, AD)
+        aes_gcm_decrypt(KEY, bytes(nonce_length), ciphertext, AD)
 
 
 @pytest.mark.parametrize("length", [0, 16, 24, 31, 33, 64])

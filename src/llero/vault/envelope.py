@@ -116,11 +116,13 @@ def seal_plaintext(keyring: Keyring, plaintext: Secret[bytes], binding: Binding)
     kek = keyring.current
     data_key = new_data_key()
     try:
-        box = AesGcmKey(data_key).encrypt(plaintext.reveal(), binding.associated_data())
+        nonce, ciphertext = AesGcmKey(data_key).encrypt(
+            plaintext.reveal(), binding.associated_data()
+        )
         wrapped = wrap_key(kek.material, data_key)
     finally:
         zero(data_key)
-    return Envelope(kek.id, wrapped, box.nonce, box.ciphertext).to_bytes()
+    return Envelope(kek.id, wrapped, nonce, ciphertext).to_bytes()
 
 
 def open_plaintext(keyring: Keyring, data: bytes, binding: Binding) -> Secret[bytes]:
