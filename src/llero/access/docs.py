@@ -1,0 +1,112 @@
+"""Render docs/security/permissions.md from the permission registry and the role table.
+
+scripts/generate_permissions_doc.py writes the file, and tests/access/test_roles.py fails when the
+file in the repository differs from what this module renders.
+"""
+
+from llero.access.permissions import BEFORE_MFA_ENROLLMENT, PUBLIC_PERMISSIONS, Permission
+from llero.access.roles import NOT_DELEGABLE, ROLE_PERMISSIONS, Role
+
+DESCRIPTIONS: dict[Permission, str] = {
+    Permission.AGENT_CREATE: "Create agents.",
+    Permission.AGENT_DELETE: "Delete agents.",
+    Permission.AGENT_READ: "List and read agents and their toolkits.",
+    Permission.AGENT_UPDATE: "Change agents and their toolkits.",
+    Permission.AGENT_UPDATE_STATUS: "Activate, disable or quarantine agents.",
+    Permission.API_SCHEMA_READ: "Read the OpenAPI document.",
+    Permission.API_TOKEN_CREATE: "Create personal API tokens for oneself.",
+    Permission.API_TOKEN_READ: "List one's own personal API tokens.",
+    Permission.API_TOKEN_REVOKE: "Revoke one's own personal API tokens.",
+    Permission.AUTH_ENROLL: "Set the first password with a one-time enrollment code.",
+    Permission.AUTH_MFA_ENROLL: "Enroll a TOTP second factor and receive recovery codes.",
+    Permission.AUTH_REFRESH: "Exchange a refresh token for new tokens.",
+    Permission.AUTH_SIGNIN: "Sign in with email and password, then a second factor if needed.",
+    Permission.AUTH_SIGNOUT: "End the session of a refresh token.",
+    Permission.AUTH_SESSION_READ: "List one's own sign-in sessions.",
+    Permission.AUTH_SESSION_REVOKE: "End one of one's own sign-in sessions.",
+    Permission.CATEGORY_CREATE: "Create tool categories.",
+    Permission.CATEGORY_DELETE: "Delete tool categories.",
+    Permission.CATEGORY_READ: "List and read tool categories.",
+    Permission.CATEGORY_UPDATE: "Change tool categories.",
+    Permission.HEALTH_READ: "Liveness and readiness checks.",
+    Permission.JWKS_READ: "Read the public keys that verify access tokens.",
+    Permission.PROFILE_READ: "Read one's own account.",
+    Permission.PROFILE_UPDATE: "Change one's own display name.",
+    Permission.TOOL_CREATE: "Create tools.",
+    Permission.TOOL_DELETE: "Delete tools.",
+    Permission.TOOL_EXPORT: "Export tools in provider formats.",
+    Permission.TOOL_IMPORT: "Import tools from provider formats.",
+    Permission.TOOL_READ: "List and read tools and their versions.",
+    Permission.TOOL_TEST: "Check arguments against a tool's schema.",
+    Permission.TOOL_UPDATE: "Change, restore and set the status of tools.",
+    Permission.USER_CREATE: "Create users, who receive a one-time enrollment code.",
+    Permission.USER_READ: "List and read all users.",
+    Permission.USER_REVOKE_SESSIONS: "End every session of a user at once.",
+    Permission.USER_UPDATE: "Change a user's role or status.",
+}
+
+ROLE_ORDER = (Role.VIEWER, Role.DEVELOPER, Role.ADMIN)
+
+HEADER = """\
+# Permissions
+
+Generated from `src/llero/access/roles.py` and `src/llero/access/permissions.py` by
+`.venv/bin/python scripts/generate_permissions_doc.py`; do not edit by hand.
+
+Every route names exactly one permission. A public permission needs no sign-in. Any other needs
+a signed-in user whose role grants it; with a personal API token, the token's scopes must grant
+it too. Developers may change every tool and agent, not only their own, until tools and agents
+record an owner.
+"""
+
+
+def _mark(granted: bool) -> str:
+    return "yes" if granted else "no"
+
+
+def _public_rows() -> list[str]:
+    rows = ["| Permission | What it allows |", "|---|---|"]
+    for permission in sorted(PUBLIC_PERMISSIONS):
+        rows.append(f"| `{permission}` | {DESCRIPTIONS[permission]} |")
+    return rows
+
+
+def _role_rows() -> list[str]:
+    names = " | ".join(role.value for role in ROLE_ORDER)
+    rows = [
+        f"| Permission | What it allows | {names} | API token scope |",
+        "|---|---|" + "---|" * len(ROLE_ORDER) + "---|",
+    ]
+    for permission in Permission:
+        if permission in PUBLIC_PERMISSIONS:
+            continue
+        marks = " | ".join(_mark(permission in ROLE_PERMISSIONS[role]) for role in ROLE_ORDER)
+        scope = _mark(permission not in NOT_DELEGABLE)
+        rows.append(f"| `{permission}` | {DESCRIPTIONS[permission]} | {marks} | {scope} |")
+    return rows
+
+
+def render_permissions_markdown() -> str:
+    """Return the whole permissions page as Markdown."""
+    before_mfa = ", ".join(f"`{permission}`" for permission in sorted(BEFORE_MFA_ENROLLMENT))
+    sections = [
+        HEADER,
+        "## Public",
+        "",
+        *_public_rows(),
+        "",
+        "## By role",
+        "",
+        *_role_rows(),
+        "",
+        "## Before a mandatory second factor is enrolled",
+        "",
+        "While `LLERO_MFA_REQUIRED_FOR_ADMINS` is true (the default), an admin who has not",
+        "enrolled TOTP holds only the permissions below; with `LLERO_MFA_REQUIRED_FOR_EVERYONE`",
+        "every user does. Any other permission of the role gets 403 `mfa_enrollment_required`",
+        "until the first TOTP code is confirmed.",
+        "",
+        before_mfa,
+        "",
+    ]
+    return "\n".join(sections)

@@ -1,0 +1,85 @@
+"""Roles and the one table of what each role may do.
+
+A user has exactly one role. Public permissions need no identity and are in no role. Admins hold
+every other permission, including any added later, so a new permission is denied to developers
+and viewers until it is placed here on purpose. docs/security/permissions.md is generated from
+this module by scripts/generate_permissions_doc.py, and a test fails when it is stale.
+"""
+
+# TODO: per-object ownership and sharing hook in here. Developers may change any tool and agent
+# today, not only their own, because tools and agents record no owner yet.
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+
+from llero.access.permissions import PUBLIC_PERMISSIONS, Permission
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    DEVELOPER = "developer"
+    VIEWER = "viewer"
+
+
+# What every signed-in user may do with their own account, sessions and API tokens.
+_SELF_SERVICE = frozenset(
+    {
+        Permission.API_SCHEMA_READ,
+        Permission.API_TOKEN_CREATE,
+        Permission.API_TOKEN_READ,
+        Permission.API_TOKEN_REVOKE,
+        Permission.AUTH_MFA_ENROLL,
+        Permission.AUTH_SESSION_READ,
+        Permission.AUTH_SESSION_REVOKE,
+        Permission.PROFILE_READ,
+        Permission.PROFILE_UPDATE,
+    }
+)
+
+_VIEWER = _SELF_SERVICE | {
+    Permission.AGENT_READ,
+    Permission.CATEGORY_READ,
+    Permission.TOOL_EXPORT,
+    Permission.TOOL_READ,
+}
+
+# Developers build tools and agents. The agent status route stays with admins, because it can
+# lift a quarantine, and categories are shared by everyone, so admins curate them.
+_DEVELOPER = _VIEWER | {
+    Permission.AGENT_CREATE,
+    Permission.AGENT_DELETE,
+    Permission.AGENT_UPDATE,
+    Permission.TOOL_CREATE,
+    Permission.TOOL_DELETE,
+    Permission.TOOL_IMPORT,
+    Permission.TOOL_TEST,
+    Permission.TOOL_UPDATE,
+}
+
+_ADMIN = frozenset(Permission) - PUBLIC_PERMISSIONS
+
+ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
+    {
+        Role.ADMIN: _ADMIN,
+        Role.DEVELOPER: frozenset(_DEVELOPER),
+        Role.VIEWER: frozenset(_VIEWER),
+    }
+)
+
+# Permissions an API token can never carry: a leaked token must not mint further tokens that
+# outlive it, nor replace its owner's second factor.
+NOT_DELEGABLE = frozenset({Permission.API_TOKEN_CREATE, Permission.AUTH_MFA_ENROLL})
+
+
+def permissions_of(role: str) -> frozenset[Permission]:
+    """Return the permissions of ``role``; an unknown role has none."""
+    try:
+        return ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return frozenset()
+
+
+def delegable_permissions(role: str) -> frozenset[Permission]:
+    """Return the permissions that an API token of a user with ``role`` may be scoped to."""
+    return permissions_of(role) - NOT_DELEGABLE
