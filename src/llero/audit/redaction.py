@@ -1,4 +1,4 @@
-"""Turn an event detail into bounded, canonical JSON that holds no secret.
+"""Turn an event detail into bounded, canonical JSON that contains no secret.
 
 A value is replaced by its keyed hash, ``hmac-sha256:<hex>`` under the detail-hash key, when
 
@@ -18,6 +18,7 @@ NOTE: only these two rules protect a detail. A secret under an innocent key, in 
 listed below, is stored as given: callers must not put free text from a client into a detail.
 """
 
+import functools
 import json
 import math
 import re
@@ -96,6 +97,7 @@ class InvalidAuditDetail(ValueError):
     """
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
     words = [word.lower() for word in _WORD_BOUNDARY.split(key) if word]
     joined = "".join(words)

@@ -1,10 +1,11 @@
 """Record audit events into the hash chain, and verify, query, export and purge it.
 
 ``record`` is the one way to write an audit event. It runs in the caller's transaction, so the
-event and the action it describes are committed together or not at all: if the record cannot
-be written (the table is gone, a constraint fails, the chain head was tampered with, no audit
-key is loaded) the exception rolls the action back. Appends are serialised on the chain head row
-(see ``llero.audit.head``), so concurrent transactions extend one chain and never fork it.
+event and the action it describes are committed together or not at all. When the record cannot
+be written (the table is gone, a constraint fails, the chain head was tampered with, or no
+audit key is loaded), the exception rolls the action back. Appends are serialised on the chain
+head row (see ``llero.audit.head``), so concurrent transactions extend one chain and never fork
+it.
 """
 
 import json
@@ -51,6 +52,7 @@ DEFAULT_RETENTION_DAYS = 365
 MAX_PAGE_SIZE = 1000
 EXPORT_BATCH_SIZE = 1000
 
+_INSERT = events_table.insert()
 _DETAIL_HASH = re.compile(re.escape(HASH_PREFIX) + "[0-9a-f]{64}")
 
 
@@ -68,7 +70,8 @@ def record(
     ``request`` is None only for work no HTTP request started (the CLI, scheduled jobs).
     Secrets in ``detail`` are replaced by their keyed hash (see ``llero.audit.redaction``).
     Raises InvalidAuditDetail for a detail that is too large or not JSON, AuditKeysMissing,
-    AuditChainError, or the database's error; each of them must roll the action back.
+    AuditChainError, or the database's error. The caller must let each of them roll the action
+    back.
     """
     event = AuditEvent(event)
     keys = keys_of(session)
@@ -95,7 +98,7 @@ def record(
     }
     values["record_hash"] = hasher.record_hash([values[name] for name in HASHED_FIELDS])
 
-    session.execute(events_table.insert(), values)
+    session.connection().execute(_INSERT, values)
     move_head(
         session,
         hasher,
@@ -109,7 +112,7 @@ def record(
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """What ``query`` and ``export_jsonl`` select; every condition given must hold.
+    """The conditions that ``query`` and ``export_jsonl`` select by; all that are set must hold.
 
     ``until`` is exclusive. ``detail_hash`` is a value from ``audit_hash`` and selects the
     records whose detail contains it.

@@ -1,7 +1,7 @@
 """Walk the chain and find the first record that was edited, deleted, inserted or reordered.
 
 Each record must have the next sequence number, link to the record before it, and hash to its
-stored ``record_hash``. When one does not, a second look tells the kinds of tampering apart:
+stored ``record_hash``. When one does not, a second look distinguishes the kinds of tampering:
 
 - a gap in the sequence numbers is a deleted record;
 - a record that links to another stored record, not to its predecessor, was moved (reordered);
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from llero.audit.chain import HASHED_FIELDS, ChainHasher
@@ -27,7 +27,12 @@ from llero.audit.keys import keys_of
 
 DEFAULT_BATCH_SIZE = 10_000
 
-_COLUMNS = tuple(events_table.c[name] for name in (*HASHED_FIELDS, "record_hash"))
+# The time is read as stored, without the conversion to datetime, which would cost more than the
+# hash on SQLite (format_time accepts the stored text). PostgreSQL returns a datetime either way.
+_COLUMNS = tuple(
+    type_coerce(events_table.c[name], String) if name == "occurred_at" else events_table.c[name]
+    for name in (*HASHED_FIELDS, "record_hash")
+)
 _sequence = events_table.c.sequence
 
 
@@ -156,12 +161,16 @@ def _walk(
     expected_sequence = low
     expected_previous = _hash_before(session, head, low)
     while expected_sequence <= high:
-        rows = session.execute(
-            select(*_COLUMNS)
-            .where(_sequence >= expected_sequence, _sequence <= high)
-            .order_by(_sequence)
-            .limit(batch_size)
-        ).all()
+        rows = (
+            session.connection()
+            .execute(
+                select(*_COLUMNS)
+                .where(_sequence >= expected_sequence, _sequence <= high)
+                .order_by(_sequence)
+                .limit(batch_size)
+            )
+            .all()
+        )
         if not rows:
             break
         for row in rows:

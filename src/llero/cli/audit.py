@@ -186,7 +186,7 @@ def _open_output(output: Path | None) -> Iterator[IO[str]]:
 @click.option(
     "--actor", help="Only records of this actor: user:ID, agent:ID, system or system:NAME."
 )
-@click.option("--detail-hash", help="Only records whose detail holds this `llero audit hash`.")
+@click.option("--detail-hash", help="Only records whose detail contains this `llero audit hash`.")
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),

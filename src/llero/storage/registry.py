@@ -1,10 +1,11 @@
 """Import every model module so ``Base.metadata`` is complete for migrations and checks."""
 
+from llero.audit import models as audit_models
 from llero.barracks import models as barracks_models
 from llero.forge import models as forge_models
 from llero.identity import models as identity_models
 from llero.storage.base import Base
 
-MODEL_MODULES = (forge_models, barracks_models, identity_models)
+MODEL_MODULES = (forge_models, barracks_models, identity_models, audit_models)
 
 metadata = Base.metadata
