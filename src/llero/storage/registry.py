@@ -5,7 +5,8 @@ from llero.barracks import models as barracks_models
 from llero.forge import models as forge_models
 from llero.identity import models as identity_models
 from llero.storage.base import Base
+from llero.vault import models as vault_models
 
-MODEL_MODULES = (forge_models, barracks_models, identity_models, audit_models)
+MODEL_MODULES = (forge_models, barracks_models, identity_models, audit_models, vault_models)
 
 metadata = Base.metadata

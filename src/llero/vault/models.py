@@ -1,0 +1,116 @@
+"""Stored secrets, their versions (each an envelope), and the progress of KEK rotations."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped
+
+from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
+
+NAME_MAX = 64
+DESCRIPTION_MAX = 4096
+HINT_LENGTH = 4
+KEK_ID_LENGTH = 16
+
+
+class SecretKind(StrEnum):
+    PROVIDER_API_KEY = "provider_api_key"
+    WEBHOOK_SIGNING_KEY = "webhook_signing_key"
+    GENERIC = "generic"
+
+
+class StoredSecret(Base):
+    """A named secret; its values are the rows of ``SecretVersion``."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    name: Mapped[str] = classified(DataClass.INTERNAL, String(NAME_MAX), unique=True)
+    kind: Mapped[str] = classified(DataClass.INTERNAL, String(32), default=SecretKind.GENERIC)
+    description: Mapped[str] = classified(DataClass.INTERNAL, Text, default="")
+    # TODO: make this a foreign key to users.id once the users table has landed. Until then,
+    # nothing stops it from naming a user that does not exist.
+    owner_user_id: Mapped[int | None] = classified(
+        DataClass.INTERNAL, Integer, nullable=True, index=True
+    )
+    current_version: Mapped[int] = classified(DataClass.INTERNAL, Integer, default=0)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+
+
+class SecretVersion(Base):
+    """One value of a secret, stored only as an envelope (see vault/envelope.py).
+
+    Destroying a version deletes its envelope, wrapped data key included, and keeps the row as a
+    record of what existed. The check constraint keeps ``destroyed`` and the envelope in step.
+    """
+
+    __tablename__ = "secret_versions"
+    __table_args__ = (
+        UniqueConstraint("secret_id", "version", name="uq_secret_versions_secret_version"),
+        CheckConstraint(
+            "(destroyed AND envelope IS NULL AND kek_id IS NULL) OR "
+            "(NOT destroyed AND envelope IS NOT NULL AND kek_id IS NOT NULL)",
+            name="envelope_unless_destroyed",
+        ),
+    )
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    secret_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("secrets.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = classified(DataClass.INTERNAL, Integer)
+    envelope: Mapped[bytes | None] = classified(DataClass.SECRET, LargeBinary, nullable=True)
+    # The KEK that wraps the envelope's data key, copied out of the envelope so that rotation can
+    # find the records that still need an old KEK with an index instead of reading every envelope.
+    kek_id: Mapped[str | None] = classified(
+        DataClass.INTERNAL, String(KEK_ID_LENGTH), nullable=True, index=True
+    )
+    # The last characters of the value, shown so a user can tell keys apart. Stored in plain text
+    # on purpose, and left empty for values too short to give part of them away.
+    hint: Mapped[str] = classified(DataClass.INTERNAL, String(HINT_LENGTH), default="")
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    # When a newer version replaced this one as the secret's current value.
+    rotated_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = classified(
+        DataClass.INTERNAL, UTCDateTime, nullable=True
+    )
+    expires_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+    destroyed: Mapped[bool] = classified(DataClass.INTERNAL, Boolean, default=False)
+    destroyed_at: Mapped[datetime | None] = classified(
+        DataClass.INTERNAL, UTCDateTime, nullable=True
+    )
+
+
+class KekRotation(Base):
+    """How far the re-wrapping of one table's data keys under one target KEK has come.
+
+    ``cursor`` is the highest primary key already handled. Each batch moves it in the same
+    transaction as its updates, so a crash resumes after the last committed batch.
+    """
+
+    __tablename__ = "kek_rotations"
+    __table_args__ = (
+        UniqueConstraint("table_name", "target_kek_id", name="uq_kek_rotations_table_target"),
+    )
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    table_name: Mapped[str] = classified(DataClass.INTERNAL, String(NAME_MAX))
+    target_kek_id: Mapped[str] = classified(DataClass.INTERNAL, String(KEK_ID_LENGTH))
+    cursor: Mapped[int] = classified(DataClass.INTERNAL, Integer, default=0)
+    rewrapped: Mapped[int] = classified(DataClass.INTERNAL, Integer, default=0)
+    started_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+    finished_at: Mapped[datetime | None] = classified(
+        DataClass.INTERNAL, UTCDateTime, nullable=True
+    )
