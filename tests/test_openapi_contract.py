@@ -37,6 +37,11 @@ def _unbounded(
     kind = schema.get("type")
     if kind == "string" and not any(key in schema for key in BOUNDED_STRING_KEYS):
         problems.append(f"{path}: string without maxLength")
+    # Integers inside a tool's parameters are data of the spec (enum values, defaults), which the
+    # spec validation bounds; every other integer is an id, a count or an offset.
+    is_spec_value = ".parameters" in path
+    if kind == "integer" and "maximum" not in schema and not is_spec_value:
+        problems.append(f"{path}: integer without maximum")
     if kind == "array":
         if "maxItems" not in schema:
             problems.append(f"{path}: array without maxItems")
@@ -94,7 +99,11 @@ def test_unbounded_schema_is_detected() -> None:
     document = {"components": {"schemas": {}}}
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {}}},
+        "properties": {
+            "name": {"type": "string"},
+            "tags": {"type": "array", "items": {}},
+            "count": {"type": "integer", "minimum": 1},
+        },
     }
 
     problems = _unbounded(document, schema, "body", set())
@@ -103,4 +112,5 @@ def test_unbounded_schema_is_detected() -> None:
         "body: object accepts unknown fields",
         "body.name: string without maxLength",
         "body.tags: array without maxItems",
+        "body.count: integer without maximum",
     ]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
+from llero.web.bodies import json_has_nul
 from tests.web.probes import BODY_METHODS, PLANTED_SECRET
 
 MAX_BYTES = 1024 * 1024
@@ -257,3 +258,32 @@ def test_body_must_be_an_object(probe_client: TestClient) -> None:
 
     assert response.status_code == 422
     assert response.json()["details"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"a": "x\\u0000y"}', True),
+        (b'{"a": "\\\\\\u0000"}', True),
+        (b'{"a": "\\\\u0000"}', False),
+        (b'{"a": "u0000"}', False),
+        (b'{"a": "\\u00001"}', True),
+    ],
+)
+def test_json_has_nul_counts_escaping_backslashes(body: bytes, expected: bool) -> None:
+    assert json_has_nul(body) is expected
+    assert ("\x00" in json.loads(body)["a"]) is expected
+
+
+def test_nul_in_body_rejected_before_storage(client: TestClient) -> None:
+    response = client.post("/api/categories", json={"name": "c1", "description": "d\x00"})
+
+    assert response.status_code == 422
+    assert response.json()["message"] == "text must not contain the NUL character (\\u0000)"
+
+
+def test_nul_in_query_rejected(client: TestClient) -> None:
+    response = client.get("/api/tools?search=a%00b")
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"

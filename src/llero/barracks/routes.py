@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from llero.access.permissions import Permission, requires
 from llero.barracks import service
@@ -17,6 +17,10 @@ from llero.barracks.schemas import (
 )
 from llero.storage.base import utc_now
 from llero.web.deps import SessionDep
+from llero.web.schemas import ID_MAX
+
+AgentIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
+ToolIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -52,12 +56,12 @@ def create_agent(session: SessionDep, body: AgentCreate) -> AgentDetail:
 
 
 @router.get("/{agent_id}", dependencies=[requires(Permission.AGENT_READ)])
-def get_agent(session: SessionDep, agent_id: int) -> AgentDetail:
+def get_agent(session: SessionDep, agent_id: AgentIdPath) -> AgentDetail:
     return AgentDetail.of(service.get_agent(session, agent_id), utc_now())
 
 
 @router.put("/{agent_id}", dependencies=[requires(Permission.AGENT_UPDATE)])
-def update_agent(session: SessionDep, agent_id: int, body: AgentUpdate) -> AgentDetail:
+def update_agent(session: SessionDep, agent_id: AgentIdPath, body: AgentUpdate) -> AgentDetail:
     """Change the fields present in the body; absent fields keep their values."""
     now = utc_now()
     agent = service.update_agent(session, agent_id, body.changes(), now=now)
@@ -65,31 +69,31 @@ def update_agent(session: SessionDep, agent_id: int, body: AgentUpdate) -> Agent
 
 
 @router.delete("/{agent_id}", status_code=204, dependencies=[requires(Permission.AGENT_DELETE)])
-def delete_agent(session: SessionDep, agent_id: int) -> Response:
+def delete_agent(session: SessionDep, agent_id: AgentIdPath) -> Response:
     service.delete_agent(session, agent_id)
     return Response(status_code=204)
 
 
 @router.put("/{agent_id}/toolkit", dependencies=[requires(Permission.AGENT_UPDATE)])
-def set_toolkit(session: SessionDep, agent_id: int, body: ToolkitUpdate) -> AgentDetail:
+def set_toolkit(session: SessionDep, agent_id: AgentIdPath, body: ToolkitUpdate) -> AgentDetail:
     """Replace the whole toolkit with existing, active tools."""
     agent = service.set_toolkit(session, agent_id, body.tool_ids)
     return AgentDetail.of(agent, utc_now())
 
 
 @router.put("/{agent_id}/toolkit/{tool_id}", dependencies=[requires(Permission.AGENT_UPDATE)])
-def add_tool(session: SessionDep, agent_id: int, tool_id: int) -> AgentDetail:
+def add_tool(session: SessionDep, agent_id: AgentIdPath, tool_id: ToolIdPath) -> AgentDetail:
     agent = service.add_tool(session, agent_id, tool_id)
     return AgentDetail.of(agent, utc_now())
 
 
 @router.delete("/{agent_id}/toolkit/{tool_id}", dependencies=[requires(Permission.AGENT_UPDATE)])
-def remove_tool(session: SessionDep, agent_id: int, tool_id: int) -> AgentDetail:
+def remove_tool(session: SessionDep, agent_id: AgentIdPath, tool_id: ToolIdPath) -> AgentDetail:
     agent = service.remove_tool(session, agent_id, tool_id)
     return AgentDetail.of(agent, utc_now())
 
 
 @router.put("/{agent_id}/status", dependencies=[requires(Permission.AGENT_UPDATE_STATUS)])
-def set_status(session: SessionDep, agent_id: int, body: StatusUpdate) -> AgentDetail:
+def set_status(session: SessionDep, agent_id: AgentIdPath, body: StatusUpdate) -> AgentDetail:
     agent = service.set_status(session, agent_id, body.status)
     return AgentDetail.of(agent, utc_now())

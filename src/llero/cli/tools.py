@@ -23,6 +23,7 @@ from llero.forge import bfcl, service
 from llero.forge.models import ToolStatus
 from llero.storage import migrate
 from llero.storage.db import Database
+from llero.web.schemas import ID_MAX
 
 # Files with at least this many specs get a progress bar on standard error.
 PROGRESS_MIN_SPECS = 200
@@ -77,7 +78,7 @@ def _printable(text: str) -> str:
 
 @click.group()
 def tools() -> None:
-    """Import, export and list tools."""
+    """Import, export, list and test tools, and check BFCL ground-truth calls."""
 
 
 @tools.command(name="import", epilog=NEEDS)
@@ -200,7 +201,7 @@ def _print_report(result: service.ImportResult, *, verbose: bool) -> None:
     help="File to write, created with mode 0600. [default: standard output]",
 )
 @click.option(
-    "--category", "category_id", type=click.IntRange(min=1), help="Only this category id."
+    "--category", "category_id", type=click.IntRange(1, ID_MAX), help="Only this category id."
 )
 @click.option(
     "--status",
@@ -244,7 +245,7 @@ def _write_private(path: Path, text: str) -> None:
 @tools.command(name="list", epilog=NEEDS)
 @click.option("--search", help="Only tools whose name contains this text.")
 @click.option(
-    "--category", "category_id", type=click.IntRange(min=1), help="Only this category id."
+    "--category", "category_id", type=click.IntRange(1, ID_MAX), help="Only this category id."
 )
 @click.option(
     "--status",
@@ -258,7 +259,7 @@ def _write_private(path: Path, text: str) -> None:
     show_default=True,
     help="Maximum number of tools to list.",
 )
-@click.option("--offset", type=click.IntRange(min=0), default=0, help="Tools to skip first.")
+@click.option("--offset", type=click.IntRange(0, ID_MAX), default=0, help="Tools to skip first.")
 def list_command(
     search: str | None, category_id: int | None, status: str | None, limit: int, offset: int
 ) -> None:

@@ -15,9 +15,9 @@ from llero.forge.models import Tool, ToolStatus, ToolVersion
 from llero.forge.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from llero.storage.db import Database
 from llero.web.deps import SessionDep, SettingsDep, get_database
+from llero.web.schemas import ID_MAX
 
 # Ids are 32-bit integers in every supported database.
-ID_MAX = 2**31 - 1
 EXPORT_IDS_MAX = 1000
 SEARCH_MAX = 64
 

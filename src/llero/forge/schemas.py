@@ -7,7 +7,7 @@ from pydantic import Field, JsonValue, field_validator
 
 from llero.forge.models import DESCRIPTION_MAX, NAME_MAX, ToolStatus
 from llero.forge.spec import MAX_PARAMETERS, TOOL_NAME_PATTERN, Parameter
-from llero.web.schemas import RequestModel, ResponseModel
+from llero.web.schemas import ID_MAX, RecordId, RequestModel, ResponseModel
 
 # Category names are shown in lists and error messages, so they are limited to letters, digits
 # and a few separators.
@@ -19,7 +19,7 @@ CategoryName = Annotated[str, Field(pattern=CATEGORY_NAME_PATTERN, max_length=NA
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
 Parameters = Annotated[list[Parameter], Field(max_length=MAX_PARAMETERS)]
 StatusField = Annotated[ToolStatus, Field(strict=False)]
-ToolId = Annotated[int, Field(ge=1)]
+ToolId = RecordId
 
 
 class ToolCreate(RequestModel):
@@ -52,6 +52,7 @@ class ToolUpdate(RequestModel):
         int | None,
         Field(
             ge=1,
+            le=ID_MAX,
             description="When given, the update is rejected with 409 unless the tool is still "
             "at this version, so that a client does not overwrite a change it has not seen.",
         ),

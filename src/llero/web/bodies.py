@@ -28,3 +28,16 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
         return False
     brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets), initial=0)) > limit
+
+
+_ESCAPED_NUL = re.compile(rb"(\\+)u0000")
+
+
+def json_has_nul(body: bytes) -> bool:
+    """Return True when a JSON text contains the escaped NUL character ``\\u0000``.
+
+    PostgreSQL text cannot hold NUL and SQLite truncates some functions at it, so no stored text
+    may contain it. A raw NUL byte is already invalid JSON; only the escape needs finding, and it
+    counts only when the backslash before ``u0000`` is not itself escaped.
+    """
+    return any(len(match.group(1)) % 2 == 1 for match in _ESCAPED_NUL.finditer(body))

@@ -11,6 +11,7 @@ import contextlib
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -18,7 +19,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llero.web.bodies import json_depth_exceeds
+from llero.web.bodies import json_depth_exceeds, json_has_nul
 from llero.web.headers import apply_security_headers
 from llero.web.responses import send_error
 
@@ -233,8 +234,25 @@ def _own_origin(scope: Scope, headers: Headers) -> str:
     return f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
 
 
+@dataclass(frozen=True)
+class Rejection:
+    status: int
+    code: str
+    message: str
+
+
+NUL_REJECTED = Rejection(
+    422, "invalid_request", "text must not contain the NUL character (\\u0000)"
+)
+
+
 class BodyLimitMiddleware:
-    """Read the whole body up to a cap, check JSON nesting, then replay it to the app."""
+    """Read the whole body up to a cap, check its JSON, then replay it to the app.
+
+    Checked before any parser sees the request: the declared and the actual size, the JSON
+    nesting depth, and NUL characters, which PostgreSQL text cannot hold, in the body, the path
+    and the query.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int) -> None:
         self.app = app
@@ -247,47 +265,23 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id = request_id_of(scope)
         headers = Headers(scope=scope)
-        declared = headers.get("content-length")
-        if declared is not None and not declared.isdigit():
+        rejection = self._check_head(scope, headers)
+        body = b""
+        if rejection is None:
+            read = await self._read_body(receive)
+            if read is None:
+                return  # the client disconnected
+            body, rejection = read
+        if rejection is None:
+            rejection = self._check_json(body, headers)
+        if rejection is not None:
             await send_error(
                 send,
-                400,
-                code="bad_request",
-                message="the Content-Length header is not a number",
-                request_id=request_id,
-            )
-            return
-        if declared is not None and int(declared) > self.max_bytes:
-            await self._too_large(send, request_id)
-            return
-
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send, request_id)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-
-        # Media types are case-insensitive and FastAPI parses "Application/JSON" as JSON too.
-        is_json = "json" in headers.get("content-type", "").lower()
-        if is_json and json_depth_exceeds(body, self.max_depth):
-            await send_error(
-                send,
-                400,
-                code="invalid_request",
-                message=f"the JSON body is nested deeper than {self.max_depth} levels",
-                request_id=request_id,
+                rejection.status,
+                code=rejection.code,
+                message=rejection.message,
+                request_id=request_id_of(scope),
             )
             return
 
@@ -302,11 +296,44 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send, request_id: str) -> None:
-        await send_error(
-            send,
-            413,
-            code="body_too_large",
-            message=f"the request body is larger than {self.max_bytes} bytes",
-            request_id=request_id,
-        )
+    def _check_head(self, scope: Scope, headers: Headers) -> Rejection | None:
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            return NUL_REJECTED
+        declared = headers.get("content-length")
+        if declared is not None and not declared.isdigit():
+            return Rejection(400, "bad_request", "the Content-Length header is not a number")
+        if declared is not None and int(declared) > self.max_bytes:
+            return self._too_large()
+        return None
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, Rejection | None] | None:
+        """Return the body, or a rejection once it passes the cap; None if the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return b"", self._too_large()
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks), None
+
+    def _check_json(self, body: bytes, headers: Headers) -> Rejection | None:
+        # Media types are case-insensitive and FastAPI parses "Application/JSON" as JSON too.
+        if "json" not in headers.get("content-type", "").lower():
+            return None
+        if json_depth_exceeds(body, self.max_depth):
+            message = f"the JSON body is nested deeper than {self.max_depth} levels"
+            return Rejection(400, "invalid_request", message)
+        if json_has_nul(body):
+            return NUL_REJECTED
+        return None
+
+    def _too_large(self) -> Rejection:
+        message = f"the request body is larger than {self.max_bytes} bytes"
+        return Rejection(413, "body_too_large", message)

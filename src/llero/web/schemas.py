@@ -4,7 +4,14 @@ Request bodies are strict: unknown fields are rejected, and every string and lis
 each route publishes the exact shape it accepts in the OpenAPI document.
 """
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Ids and counters are stored as 32-bit integers on PostgreSQL, so larger values are rejected
+# as input instead of overflowing in the database driver.
+ID_MAX = 2**31 - 1
+RecordId = Annotated[int, Field(ge=1, le=ID_MAX)]
 
 
 class RequestModel(BaseModel):
