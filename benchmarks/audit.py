@@ -23,7 +23,8 @@ same transaction as its action, so either both are kept or both are lost, and an
 kept without its event. synchronous=FULL extends durability to power loss.
 
 Verification: the chain is written directly with the same hashing code (ChainHasher) in bulk,
-which is much faster than a million calls to record, and then verify_chain checks it once.
+which is much faster than a million calls to record. Then verify_chain checks it in one process,
+and verify_chain_in_parallel (`llero audit verify --jobs N`) with one process per CPU.
 """
 
 import argparse
@@ -43,8 +44,10 @@ from llero.audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainHasher
 from llero.audit.context import Actor, RequestContext, Target
 from llero.audit.events import AuditEvent
 from llero.audit.head import events_table, lock_head, move_head
-from llero.audit.keys import AuditKeys, attach_keys
+from llero.audit.keys import AuditKeys, attach_keys, load_audit_keys
+from llero.audit.parallel import verify_chain_in_parallel
 from llero.audit.service import record, verify_chain
+from llero.config.keyfiles import create_key_files
 from llero.storage import migrate
 from llero.storage.base import utc_now
 from llero.storage.db import Database
@@ -198,11 +201,14 @@ def write_chain(database: Database, keys: AuditKeys, count: int) -> None:
         )
 
 
-def measure_verify(directory: Path, keys: AuditKeys, count: int) -> None:
+def measure_verify(directory: Path, keys_dir: Path, count: int) -> None:
+    keys = load_audit_keys(keys_dir)
     database = open_database(directory / "chain.db")
     start = time.perf_counter()
     write_chain(database, keys, count)
     print(f"  wrote {count:,} records in bulk in {time.perf_counter() - start:.1f} s")
+    size = (directory / "chain.db").stat().st_size / 2**20
+    print(f"  database file {size:,.0f} MiB")
 
     with database.reader() as session:
         attach_keys(session, keys)
@@ -211,10 +217,20 @@ def measure_verify(directory: Path, keys: AuditKeys, count: int) -> None:
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     assert result.ok, result.broken
     assert result.checked == count
-    size = (directory / "chain.db").stat().st_size / 2**20
     print(
-        f"  verified {result.checked:,} records in {elapsed:.1f} s, {cpu:.1f} s of CPU time "
-        f"({result.checked / elapsed:,.0f} records/s; database file {size:,.0f} MiB)"
+        f"  one process:   verified {result.checked:,} records in {elapsed:.1f} s, "
+        f"{cpu:.1f} s of CPU time ({result.checked / elapsed:,.0f} records/s)"
+    )
+
+    jobs = os.cpu_count() or 1
+    start = time.perf_counter()
+    result = verify_chain_in_parallel(database.url, keys_dir, jobs=jobs)
+    elapsed = time.perf_counter() - start
+    assert result.ok, result.broken
+    assert result.checked == count
+    print(
+        f"  {jobs} processes:   verified {result.checked:,} records in {elapsed:.1f} s "
+        f"({result.checked / elapsed:,.0f} records/s)"
     )
     database.dispose()
 
@@ -225,7 +241,6 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=1_000_000, help="records to verify")
     arguments = parser.parse_args()
 
-    keys = AuditKeys.from_material(os.urandom(32))
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version} on "
@@ -233,10 +248,12 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
+        create_key_files(directory / "keys")
+        keys = load_audit_keys(directory / "keys")
         print(f"Appends, best of {ROUNDS} rounds of {arguments.appends} events:")
         measure_appends(directory, keys, arguments.appends)
         print("Verification:")
-        measure_verify(directory, keys, arguments.chain)
+        measure_verify(directory, directory / "keys", arguments.chain)
 
 
 if __name__ == "__main__":

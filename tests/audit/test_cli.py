@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from llero.audit import parallel
 from llero.audit.events import AuditEvent
 from llero.audit.keys import AuditKeys, load_audit_keys
 from llero.audit.redaction import audit_hash
@@ -223,3 +224,43 @@ def test_export_rejects_bad_option(
     assert result.exit_code == 2
     assert message in result.stderr
     assert scalar_raw(database, "SELECT count(*) FROM audit_events") == 0
+
+
+@pytest.fixture
+def small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Split even a short chain, so the test starts real processes.
+    monkeypatch.setattr(parallel, "MIN_RECORDS_PER_JOB", 3)
+
+
+@pytest.mark.usefixtures("small_jobs")
+def test_verify_jobs_intact_chain(
+    environ: dict[str, str], database: Database, keys: AuditKeys
+) -> None:
+    append(database, keys, 9)
+
+    result = llero_audit(environ, "verify", "--jobs", "3")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "audit chain ok: 9 records checked (1 to 9)\n"
+
+
+@pytest.mark.usefixtures("small_jobs")
+@pytest.mark.parametrize(
+    ("statement", "first_broken"),
+    [
+        ("UPDATE audit_events SET detail = '{}' WHERE sequence IN (5, 8)", "record 5 (edited)"),
+        ("DELETE FROM audit_events WHERE sequence = 3", "record 3 (deleted)"),
+        ("DELETE FROM audit_events WHERE sequence = 9", "record 9 (deleted)"),
+        ("UPDATE audit_chain SET last_sequence = 8", "the chain head (head_invalid)"),
+    ],
+)
+def test_verify_jobs_names_first_break(
+    environ: dict[str, str], database: Database, keys: AuditKeys, statement: str, first_broken: str
+) -> None:
+    append(database, keys, 9)
+    execute_raw(database, statement)
+
+    result = llero_audit(environ, "verify", "--jobs", "3")
+
+    assert result.exit_code == 1
+    assert f"audit chain broken at {first_broken}" in result.stdout

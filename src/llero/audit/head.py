@@ -5,6 +5,10 @@ same predecessor and fork the chain. Locking is an UPDATE that changes nothing b
 lock: SQLite then holds its database-wide write lock and PostgreSQL a row lock on the head, each
 until the caller's transaction ends. A concurrent append waits (on SQLite up to the engine's
 busy_timeout) and then reads the head that the first one left.
+
+NOTE: the head's MAC stops a writer without the key from moving the head, but not from putting
+back an older copy of the whole head row after deleting the records written since. Only a head
+hash kept outside the database (in a log shipped elsewhere, or an export) exposes that rollback.
 """
 
 from dataclasses import dataclass

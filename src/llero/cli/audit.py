@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from llero.audit.context import Actor
 from llero.audit.events import ActorKind, AuditEvent
 from llero.audit.keys import AuditKeys, attach_keys, load_audit_keys
+from llero.audit.parallel import verify_chain_in_parallel
 from llero.audit.redaction import audit_hash
-from llero.audit.service import AuditFilter, export_jsonl, record, verify_chain
+from llero.audit.service import AuditFilter, VerifyResult, export_jsonl, record, verify_chain
 from llero.config.settings import Settings
 from llero.errors import InvalidInput
 from llero.storage import migrate
@@ -91,7 +92,15 @@ def audit() -> None:
     type=click.IntRange(min=1),
     help="Last sequence number to check. [default: the last record]",
 )
-def verify(start: int | None, end: int | None) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Processes that check ranges of the chain at once; more than one helps only for "
+    "long chains and up to the number of CPUs.",
+)
+def verify(start: int | None, end: int | None, jobs: int) -> None:
     """Check that no audit record was edited, deleted, inserted or reordered.
 
     Exits 0 when the chain is intact and 1 when it is broken, naming the first broken record
@@ -102,12 +111,22 @@ def verify(start: int | None, end: int | None) -> None:
         _fail(f"--from {start} is after --to {end}")
     settings = _settings()
     with _transaction(settings, _keys(settings)) as session:
-        result = verify_chain(session, start, end)
+        # With --jobs the session only checks that the database opens and is migrated, and
+        # each process opens its own.
+        result = verify_chain(session, start, end) if jobs == 1 else None
+    if result is None:
+        result = verify_chain_in_parallel(
+            settings.resolved_database_url, settings.keys_dir, jobs=jobs, start=start, end=end
+        )
+    _report(result)
+
+
+def _report(result: VerifyResult) -> None:
     if result.broken is not None:
         where = (
             "the chain head"
             if result.broken.sequence is None
-            else (f"record {result.broken.sequence}")
+            else f"record {result.broken.sequence}"
         )
         click.echo(
             f"audit chain broken at {where} ({result.broken.reason}): {result.broken.message}"
