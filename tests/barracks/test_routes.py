@@ -152,14 +152,12 @@ def test_create_agent_missing_field_422(client: TestClient, field: str) -> None:
         ("name", "right\u202eto-left"),
         ("name", " padded"),
         ("name", 42),
-        ("provider", "open\x00ai"),
         ("provider", "p" * 65),
         ("model", "m" * 129),
         ("model", ["gpt"]),
         ("description", "d" * 4097),
         ("description", "escape\x1b[31m"),
         ("system_prompt", "p" * (SYSTEM_PROMPT_MAX + 1)),
-        ("system_prompt", "nul\x00byte"),
         ("system_prompt", "invisible\U000e0069\U000e0067"),
         ("system_prompt", None),
         ("status", "paused"),
@@ -510,8 +508,16 @@ def test_deleted_agent_404(
 
 
 @pytest.mark.parametrize("agent_id", ["0", "-1", "2147483648", "99999999999999999999999"])
-def test_get_agent_out_of_range_id_404(client: TestClient, agent_id: str) -> None:
-    assert_error(client.get(f"{AGENTS}/{agent_id}"), 404, "not_found")
+def test_get_agent_out_of_range_id_422(client: TestClient, agent_id: str) -> None:
+    # Ids are bounded like every stored integer, so an out-of-range id is invalid input.
+    assert_error(client.get(f"{AGENTS}/{agent_id}"), 422, "invalid_request", "path.agent_id")
+
+
+def test_create_agent_with_nul_text_422(client: TestClient) -> None:
+    response = client.post(AGENTS, json=agent_body(system_prompt="nul\x00byte"))
+
+    assert_error(response, 422, "invalid_request")
+    assert client.get(AGENTS).json()["total"] == 0
 
 
 @pytest.mark.parametrize("agent_id", ["abc", "1.5", "1e3"])

@@ -1,5 +1,6 @@
 """Tools over HTTP: create, read, list, update, delete, schema, export and argument tests."""
 
+import json
 from typing import Any
 
 import pytest
@@ -379,9 +380,44 @@ def test_delete_tool_in_toolkit_is_refused(client: TestClient, database: Databas
     assert response.json()["error"] == "refused"
     assert response.json()["message"] == (
         "tool get_weather is in the toolkit of agents assistant, weather_bot; "
-        "remove it from those toolkits first"
+        "remove it from those toolkits before you delete it"
     )
     assert client.get(f"/api/tools/{created['id']}").status_code == 200
+
+
+@pytest.mark.parametrize("status", ["draft", "inactive"])
+def test_deactivating_tool_in_toolkit_is_refused(
+    client: TestClient, database: Database, status: str
+) -> None:
+    created = create_tool(client, status="active")
+    put_in_toolkit(database, created["id"], "weather_bot")
+
+    response = client.put(f"/api/tools/{created['id']}", json={"status": status})
+
+    assert response.status_code == 409
+    assert response.json()["message"] == (
+        "tool get_weather is in the toolkit of agent weather_bot; "
+        f"remove it from those toolkits before you set it to {status}"
+    )
+    assert client.get(f"/api/tools/{created['id']}").json()["status"] == "active"
+
+
+def test_search_finds_tool_by_original_name(client: TestClient) -> None:
+    line = {
+        "id": "case_1",
+        "question": [],
+        "function": [{"name": "math.factorial", "parameters": {"type": "dict", "properties": {}}}],
+    }
+    imported = client.post(
+        "/api/tools/import",
+        content=json.dumps(line),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert imported.status_code == 200, imported.text
+
+    response = client.get("/api/tools", params={"search": "math.fact"})
+
+    assert [item["name"] for item in response.json()["items"]] == ["math_factorial"]
 
 
 def test_tool_schema_is_compiled_json_schema(client: TestClient) -> None:

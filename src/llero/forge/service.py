@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -279,6 +280,8 @@ def save_version(session: Session, tool: Tool, state: ToolFields, change: str) -
     if state.name != tool.name:
         _check_name_free(session, state.name)
     _check_category_exists(session, state.category_id)
+    if state.status != ToolStatus.ACTIVE:
+        _check_not_in_toolkit(session, tool, f"set it to {state.status}")
     _ensure_current_snapshot(session, tool)
 
     _assign(tool, state)
@@ -291,14 +294,19 @@ def save_version(session: Session, tool: Tool, state: ToolFields, change: str) -
 def delete_tool(session: Session, tool_id: int) -> None:
     """Delete a tool and its versions, unless an agent's toolkit contains it."""
     tool = get_tool(session, tool_id, for_update=True)
+    _check_not_in_toolkit(session, tool, "delete it")
+    session.delete(tool)
+    _flush(session, f"tool {tool.name} was added to a toolkit meanwhile; try again")
+
+
+def _check_not_in_toolkit(session: Session, tool: Tool, action: str) -> None:
+    """Raise Refused when an agent's toolkit contains ``tool``: toolkits hold active tools only."""
     agents = _agents_using(session, tool.id)
     if agents:
         raise Refused(
             f"tool {tool.name} is in the toolkit of {_name_list('agent', agents)}; "
-            "remove it from those toolkits first"
+            f"remove it from those toolkits before you {action}"
         )
-    session.delete(tool)
-    _flush(session, f"tool {tool.name} was added to a toolkit meanwhile; try again")
 
 
 def _agents_using(session: Session, tool_id: int) -> list[str]:
@@ -473,7 +481,13 @@ def _filter_values(query: ToolQuery) -> dict[str, Any]:
 def _conditions(search: bool, category_id: bool, status: bool) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if search:
-        conditions.append(Tool.name.ilike(bindparam("search"), escape="\\"))
+        # An imported tool is also found by the name it had before import renamed it.
+        conditions.append(
+            or_(
+                Tool.name.ilike(bindparam("search"), escape="\\"),
+                Tool.original_name.ilike(bindparam("search"), escape="\\"),
+            )
+        )
     if category_id:
         conditions.append(Tool.category_id == bindparam("category_id"))
     if status:
@@ -511,9 +525,7 @@ def _page_statement(dialect: str, search: bool, category_id: bool, status: bool)
 def _items_json(dialect: str, page: Subquery) -> ScalarSelect[Any]:
     """Return a subquery that aggregates the page's rows into one JSON array, in name order."""
     # The keys are cast because PostgreSQL cannot infer the type of a bound json_build_object key.
-    pairs = [
-        part for name in SUMMARY_FIELDS for part in (cast(literal(name), Text), page.c[name])
-    ]
+    pairs = [part for name in SUMMARY_FIELDS for part in (cast(literal(name), Text), page.c[name])]
     if dialect == "postgresql":
         aggregate = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), page.c.name))
         return select(cast(aggregate, Text)).select_from(page).scalar_subquery()
