@@ -62,6 +62,8 @@ _PROVIDER_KEYS = {
 
 def export_tool(spec: ToolSpec, fmt: str) -> dict[str, Any]:
     """Return the tool in a provider's format: ``openai``, ``anthropic`` or ``mcp``."""
+    # TODO: conditions compile to a top-level allOf, which Anthropic's API rejects (and OpenAI's
+    # reportedly too); calls to providers need a form that states them in the descriptions.
     schema = provider_schema(spec)
     if fmt == "openai":
         function = {"name": spec.name, "description": spec.description, "parameters": schema}
