@@ -11,9 +11,20 @@ from jsonschema import Draft202012Validator
 
 from llero.errors import InvalidInput
 from llero.forge.compiler import compile_schema
-from llero.forge.formats import EXPORT_FORMATS, ImportedSpec, export_tool, import_specs
-from llero.forge.spec import ParameterType, Schema, ToolSpec
-from llero.forge.validation import FORMAT_CHECKER, check_spec, validate_arguments
+from llero.forge.formats import (
+    EXPORT_FORMATS,
+    PROVIDER_FORMATS,
+    ImportedSpec,
+    export_tool,
+    import_specs,
+)
+from llero.forge.spec import Parameter, ParameterType, Schema, ToolSpec
+from llero.forge.validation import (
+    FORMAT_CHECKER,
+    check_spec,
+    condition_sentence,
+    validate_arguments,
+)
 
 SETTINGS = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -183,7 +194,7 @@ def test_export_then_import_gives_equal_spec(spec: ToolSpec) -> None:
         [entry] = import_specs([document], fmt).entries
 
         assert isinstance(entry, ImportedSpec), (fmt, entry)
-        assert entry.spec == spec, fmt
+        assert entry.spec == _as_exported(spec, fmt), fmt
         assert entry.original_name is None
         assert {mapping.code for mapping in entry.mappings} <= {"null_default_kept"}
 
@@ -262,6 +273,56 @@ def test_validation_agrees_with_plain_jsonschema(data: st.DataObject, spec: Tool
     assert (violations == []) is reference.is_valid(arguments)
 
 
+def _as_exported(spec: ToolSpec, fmt: str) -> ToolSpec:
+    """Return the spec an export in ``fmt`` carries: provider formats state top-level conditions
+    in the descriptions instead of the schema."""
+    if fmt not in PROVIDER_FORMATS:
+        return spec
+    return spec.model_copy(update={"parameters": [_stated(item) for item in spec.parameters]})
+
+
+def _stated(parameter: Parameter) -> Parameter:
+    if not parameter.conditions:
+        return parameter
+    rules = [condition_sentence(parameter.name, rule) + "." for rule in parameter.conditions]
+    description = " ".join([parameter.description, *rules]).strip()
+    return parameter.model_copy(update={"conditions": [], "description": description})
+
+
+def test_provider_exports_have_no_top_level_all_of() -> None:
+    spec = ToolSpec.model_validate(
+        {
+            "name": "convert",
+            "parameters": [
+                {"name": "mode", "type": "enum", "enum": ["metric", "imperial"]},
+                {
+                    "name": "unit",
+                    "type": "string",
+                    "description": "Unit of the result.",
+                    "conditions": [
+                        {
+                            "effect": "required",
+                            "parameter": "mode",
+                            "operator": "equals",
+                            "value": "metric",
+                        }
+                    ],
+                },
+            ],
+        }
+    )
+
+    openai = export_tool(spec, "openai")["function"]["parameters"]
+    anthropic = export_tool(spec, "anthropic")["input_schema"]
+    mcp = export_tool(spec, "mcp")["inputSchema"]
+
+    expected = "Unit of the result. 'unit' is required when 'mode' equals 'metric'."
+    for schema in (openai, anthropic):
+        assert "allOf" not in schema
+        assert schema["properties"]["unit"]["description"] == expected
+    assert "allOf" in mcp
+
+
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)
 def test_round_trip_keeps_every_field(fmt: str) -> None:
     spec = ToolSpec.model_validate(
@@ -325,5 +386,5 @@ def test_round_trip_keeps_every_field(fmt: str) -> None:
     [entry] = import_specs([document], fmt).entries
 
     assert isinstance(entry, ImportedSpec), entry
-    assert entry.spec == spec
+    assert entry.spec == _as_exported(spec, fmt)
     assert [mapping.code for mapping in entry.mappings] == ["null_default_kept"]

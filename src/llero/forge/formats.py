@@ -20,9 +20,10 @@ from llero.forge.compiler import child_path, provider_schema
 from llero.forge.models import DESCRIPTION_MAX, NAME_MAX
 from llero.forge.schema_import import Mapping, Refusal, SchemaImporter
 from llero.forge.spec import TOOL_NAME_PATTERN, Schema, ToolSpec
-from llero.forge.validation import check_spec, default_problem
+from llero.forge.validation import check_spec, condition_sentence, default_problem
 
 EXPORT_FORMATS = ("openai", "anthropic", "mcp")
+PROVIDER_FORMATS = ("openai", "anthropic")
 IMPORT_FORMATS = ("openai", "anthropic", "mcp", "bfcl")
 
 # JSON nesting allowed in one imported document. A spec nested as deep as Llero stores needs about
@@ -61,10 +62,16 @@ _PROVIDER_KEYS = {
 
 
 def export_tool(spec: ToolSpec, fmt: str) -> dict[str, Any]:
-    """Return the tool in a provider's format: ``openai``, ``anthropic`` or ``mcp``."""
-    # TODO: conditions compile to a top-level allOf, which Anthropic's API rejects (and OpenAI's
-    # reportedly too); calls to providers need a form that states them in the descriptions.
+    """Return the tool in a provider's format: ``openai``, ``anthropic`` or ``mcp``.
+
+    Conditions between top-level parameters compile to a top-level ``allOf``, which Anthropic's
+    Messages API rejects (and OpenAI's function schemas reportedly too). For those two formats the
+    rules become sentences in the parameters' descriptions, which the model reads; Llero still
+    enforces them on every call. The MCP descriptor keeps the exact schema.
+    """
     schema = provider_schema(spec)
+    if fmt in PROVIDER_FORMATS and "allOf" in schema:
+        schema = _conditions_as_sentences(schema, spec)
     if fmt == "openai":
         function = {"name": spec.name, "description": spec.description, "parameters": schema}
         return {"type": "function", "function": function}
@@ -73,6 +80,20 @@ def export_tool(spec: ToolSpec, fmt: str) -> dict[str, Any]:
     if fmt == "mcp":
         return {"name": spec.name, "description": spec.description, "inputSchema": schema}
     raise _unknown_format(fmt, EXPORT_FORMATS)
+
+
+def _conditions_as_sentences(schema: dict[str, Any], spec: ToolSpec) -> dict[str, Any]:
+    """Return ``schema`` without its top-level allOf, each condition told in a description."""
+    stated = {key: value for key, value in schema.items() if key != "allOf"}
+    properties = {name: dict(value) for name, value in schema["properties"].items()}
+    for parameter in spec.parameters:
+        if not parameter.conditions:
+            continue
+        rules = [condition_sentence(parameter.name, item) + "." for item in parameter.conditions]
+        text = " ".join([parameter.description, *rules]).strip()
+        properties[parameter.name]["description"] = text
+    stated["properties"] = properties
+    return stated
 
 
 def _unknown_format(fmt: str, known: tuple[str, ...]) -> InvalidInput:

@@ -291,13 +291,17 @@ def _condition_site(error: ValidationError, compiled: CompiledSchema) -> Conditi
 
 def _condition_problem(site: ConditionSite) -> str:
     """Return the sentence that explains a broken dependency rule."""
-    condition = site.condition
+    return condition_sentence(site.parameter, site.condition)
+
+
+def condition_sentence(parameter: str, condition: Condition) -> str:
+    """Return the rule as a sentence: "'unit' is required when 'mode' equals 'metric'"."""
     clause = f"'{condition.parameter}' {_operator_phrase(condition.operator, condition.value)}"
     if condition.effect is Effect.REQUIRED:
-        return f"'{site.parameter}' is required when {clause}"
+        return f"'{parameter}' is required when {clause}"
     if condition.effect is Effect.HIDDEN:
-        return f"'{site.parameter}' must not be given when {clause}"
-    return f"'{site.parameter}' may be given only when {clause}"
+        return f"'{parameter}' must not be given when {clause}"
+    return f"'{parameter}' may be given only when {clause}"
 
 
 def _operator_phrase(operator: Operator, value: object) -> str:
