@@ -114,3 +114,22 @@ def test_unbounded_schema_is_detected() -> None:
         "body.tags: array without maxItems",
         "body.count: integer without maximum",
     ]
+
+
+def test_error_responses_document_llero_error_body(client: TestClient) -> None:
+    document = client.get("/api/openapi.json").json()
+
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert set(schemas["ErrorResponse"]["required"]) == {"error", "message", "request_id"}
+    for route, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status in ("4XX", "500"):
+                content = operation["responses"][status]["content"]["application/json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}, (
+                    method,
+                    route,
+                )
+            if "422" in operation["responses"]:
+                content = operation["responses"]["422"]["content"]["application/json"]
+                assert content["schema"]["$ref"].endswith("/ErrorResponse")

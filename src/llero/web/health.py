@@ -9,6 +9,7 @@ from sqlalchemy import text
 from llero.access.permissions import Permission, requires
 from llero.storage import migrate
 from llero.web.deps import get_database
+from llero.web.openapi import with_error_bodies
 
 router = APIRouter()
 
@@ -39,5 +40,8 @@ def readyz(request: Request) -> JSONResponse:
 )
 def openapi_document(request: Request) -> dict[str, Any]:
     """Return the OpenAPI document that describes every route and body."""
-    document: dict[str, Any] = request.app.openapi()
+    state = request.app.state
+    if getattr(state, "openapi_document", None) is None:
+        state.openapi_document = with_error_bodies(request.app.openapi())
+    document: dict[str, Any] = state.openapi_document
     return document
