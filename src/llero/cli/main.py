@@ -12,6 +12,7 @@ import click
 import uvicorn
 from sqlalchemy.exc import OperationalError
 
+from llero.cli.audit import audit
 from llero.cli.tools import tools
 from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
 from llero.config.settings import Settings, check_safe_to_serve, load_settings
@@ -143,6 +144,7 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
 
 
 cli.add_command(tools)
+cli.add_command(audit)
 
 
 def main() -> None:
