@@ -1,18 +1,29 @@
 """Fixtures shared by every test: settings in a temporary data directory, a migrated database
-(SQLite, or PostgreSQL when LLERO_TEST_DATABASE_URL names a server), and an HTTP client."""
+(SQLite, or PostgreSQL when LLERO_TEST_DATABASE_URL names a server), and HTTP clients.
+
+``client`` is signed in as an admin who has enrolled a second factor, so it may call every route;
+``anonymous_client`` sends no credential; ``make_user`` creates users of any role and state.
+"""
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from llero.access.roles import Role
 from llero.config.keyfiles import create_key_files, make_private_dir
 from llero.config.settings import Settings
+from llero.identity import service as identity_service
+from llero.identity.context import IdentityContext
+from llero.identity.mfa import new_totp_seed
+from llero.identity.models import User, UserStatus
 from llero.storage import migrate
 from llero.storage.db import Database
 from llero.storage.registry import metadata
@@ -98,8 +109,85 @@ def settings(data_dir: Path, database: Database) -> Settings:
     )
 
 
+@dataclass(frozen=True)
+class FixtureUser:
+    """A user made for a test, with an access token issued to it."""
+
+    id: int
+    email: str
+    role: Role
+    access_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+MakeUser = Callable[..., FixtureUser]
+
+
+def create_test_user(
+    app: FastAPI,
+    *,
+    role: Role = Role.ADMIN,
+    status: UserStatus = UserStatus.ACTIVE,
+    mfa: bool = True,
+    email: str | None = None,
+    password_hash: str | None = None,
+) -> FixtureUser:
+    """Create a user through the identity service and issue it an access token.
+
+    ``mfa`` stores a TOTP seed, as a confirmed enrollment would. The password hash is given
+    ready-made, because hashing costs a few hundred milliseconds per user.
+    """
+    context: IdentityContext = app.state.identity
+    database: Database = app.state.database
+    address = email or f"{role}-{secrets.token_hex(4)}@example.com"
+    now = context.now()
+    with database.transaction() as session:
+        user: User = identity_service.create_user(
+            session, email=address, display_name=f"Test {role}", role=role, now=now
+        )
+        user.status = status
+        user.password_hash = password_hash
+        if mfa:
+            user.totp_seed = new_totp_seed().reveal()
+            user.mfa_enabled_at = now
+        session.flush()
+        user_id = user.id
+    issued = context.tokens.issue_access_token(subject=str(user_id), role=role)
+    return FixtureUser(user_id, address, role, issued.token.reveal())
+
+
 @pytest.fixture
-def client(settings: Settings, database: Database) -> Iterator[TestClient]:
-    app = create_app(settings, database)
+def app(settings: Settings, database: Database) -> FastAPI:
+    return create_app(settings, database)
+
+
+@pytest.fixture
+def make_user(app: FastAPI) -> MakeUser:
+    """Return a function that creates a user of the given role and state in ``app``."""
+
+    def make(**options: object) -> FixtureUser:
+        return create_test_user(app, **options)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def admin(make_user: MakeUser) -> FixtureUser:
+    return make_user(role=Role.ADMIN, email="admin@example.com")
+
+
+@pytest.fixture
+def client(app: FastAPI, admin: FixtureUser) -> Iterator[TestClient]:
+    """A client signed in as an admin with a second factor, allowed every permission."""
+    with TestClient(app, raise_server_exceptions=False, headers=admin.headers) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anonymous_client(app: FastAPI) -> Iterator[TestClient]:
+    """A client that sends no credential."""
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client

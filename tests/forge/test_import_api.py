@@ -20,7 +20,7 @@ from llero.forge.service import ExportFormat, ImportFormat
 from llero.forge.spec import dump_parameters
 from llero.storage.db import Database
 from llero.web.app import create_app
-from tests.conftest import CORPUS_DIR
+from tests.conftest import CORPUS_DIR, create_test_user
 from tests.forge.tool_helpers import count_rows, create_tool
 
 CORPUS_FILES = ("BFCL_v4_live_simple.json", "BFCL_v4_simple_python.json")
@@ -329,7 +329,9 @@ def test_import_over_spec_limit_writes_nothing(settings: Settings, database: Dat
     limited = settings.model_copy(update={"max_import_specs": 2})
     data = as_lines(*(openai_tool(f"tool_{index}") for index in range(3)))
 
-    with TestClient(create_app(limited, database)) as client:
+    app = create_app(limited, database)
+    admin = create_test_user(app)
+    with TestClient(app, headers=admin.headers) as client:
         response = post_import(client, data)
 
     assert response.status_code == 422

@@ -1,17 +1,26 @@
-"""The one registry of permissions, named ``resource:action`` and kept sorted.
+"""The one registry of permissions, named ``resource:action`` and kept sorted, and the one check.
 
 Every route declares exactly one permission through ``requires``; a test walks the router and fails
-on a route that declares none or more than one. Until accounts exist every caller is the local
-operator, so the dependency records the permission on the request without denying anything.
+on a route that declares none or more than one. ``requires`` is also where every request is
+authenticated and authorised: a public permission needs no identity, any other needs a principal
+whose permissions contain it. Who the caller is comes from the authenticator that
+``create_app`` puts on ``app.state.authenticator``, and what a role may do from access.roles.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
+import structlog
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from llero.errors import LleroError
 
 PERMISSION_ATTRIBUTE = "__llero_permission__"
+
+log = structlog.get_logger("llero.access")
 
 
 class Permission(StrEnum):
@@ -77,11 +86,100 @@ BEFORE_MFA_ENROLLMENT = frozenset(
 )
 
 
-def requires(permission: Permission) -> Any:
-    """Return a route dependency that names ``permission`` for the route it is attached to."""
+class TokenKind(StrEnum):
+    """The credential a request was authenticated with."""
 
-    def check_permission(request: Request) -> None:
+    ACCESS_TOKEN = "access_token"  # noqa: S105 - a credential kind, not a token
+    API_TOKEN = "api_token"  # noqa: S105 - a credential kind, not a token
+    SESSION_COOKIE = "session_cookie"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request.
+
+    ``permissions`` are those of the user's current role, narrowed to the token's scopes for an
+    API token. ``mfa_enrollment_required`` is set while the user must enroll a second factor,
+    and then only BEFORE_MFA_ENROLLMENT is granted.
+    """
+
+    user_id: int
+    role: str
+    permissions: frozenset[Permission]
+    token_kind: TokenKind
+    mfa_enrollment_required: bool = False
+
+
+class NotAuthenticated(LleroError):
+    """No credential was presented, or the one presented is invalid; the reason is for the log."""
+
+    code = "unauthenticated"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("authentication is required")
+        self.reason = reason
+
+
+class PermissionDenied(LleroError):
+    """The caller is authenticated but its role or token scopes lack the permission."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str = "you do not have permission to do this") -> None:
+        super().__init__(message)
+
+
+class MfaEnrollmentRequired(PermissionDenied):
+    """The caller must enroll a second factor before anything but BEFORE_MFA_ENROLLMENT."""
+
+    code = "mfa_enrollment_required"
+
+    def __init__(self) -> None:
+        super().__init__("enroll a second factor first: POST /api/auth/mfa/totp")
+
+
+class Authenticator(Protocol):
+    """Turns the credential of a request into a principal, or raises NotAuthenticated.
+
+    It runs in a worker thread, because it reads the database.
+    """
+
+    def authenticate(self, request: Request) -> Principal: ...
+
+
+def authorize(principal: Principal, permission: Permission) -> None:
+    """Raise PermissionDenied unless ``principal`` may use ``permission`` now."""
+    if permission not in principal.permissions:
+        log.info(
+            "auth:denied",
+            reason="permission_not_granted",
+            user_id=principal.user_id,
+            role=principal.role,
+            token_kind=principal.token_kind,
+            permission=permission,
+        )
+        raise PermissionDenied
+    if principal.mfa_enrollment_required and permission not in BEFORE_MFA_ENROLLMENT:
+        log.info(
+            "auth:denied",
+            reason="mfa_enrollment_required",
+            user_id=principal.user_id,
+            permission=permission,
+        )
+        raise MfaEnrollmentRequired
+
+
+def requires(permission: Permission) -> Any:
+    """Return a route dependency that names ``permission`` and enforces it for the route."""
+
+    async def check_permission(request: Request) -> None:
         request.state.permission = permission
+        if permission in PUBLIC_PERMISSIONS:
+            return
+        authenticator: Authenticator = request.app.state.authenticator
+        principal = await run_in_threadpool(authenticator.authenticate, request)
+        authorize(principal, permission)
+        request.state.principal = principal
 
     setattr(check_permission, PERMISSION_ATTRIBUTE, permission)
     return Depends(check_permission)
@@ -90,3 +188,9 @@ def requires(permission: Permission) -> Any:
 def permission_of(call: Callable[..., Any]) -> Permission | None:
     value = getattr(call, PERMISSION_ATTRIBUTE, None)
     return value if isinstance(value, Permission) else None
+
+
+def principal_of(request: Request) -> Principal:
+    """Return the principal that ``requires`` set; only for routes with a non-public permission."""
+    principal: Principal = request.state.principal
+    return principal

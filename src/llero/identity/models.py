@@ -139,7 +139,7 @@ class RefreshToken(Base):
     # Set when the token is exchanged; presenting it again revokes its whole session.
     used_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
 
-    session: Mapped[AuthSession] = relationship(lazy="joined")
+    auth_session: Mapped[AuthSession] = relationship(lazy="joined")
 
 
 class ApiToken(Base):

@@ -6,6 +6,7 @@ import llero
 from llero.barracks.routes import router as barracks_router
 from llero.config.settings import Settings
 from llero.forge.routes import router as forge_router
+from llero.identity.routes import mount as mount_identity
 from llero.logs import ensure_logging
 from llero.storage.db import Database
 from llero.web import health
@@ -34,6 +35,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.state.database = database or Database(settings.resolved_database_url)
 
     install_error_handlers(app)
+    mount_identity(app, settings)
     app.include_router(health.router)
     app.include_router(forge_router, prefix="/api")
     app.include_router(barracks_router, prefix="/api")

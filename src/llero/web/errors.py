@@ -6,16 +6,26 @@ echoed, because it may be a password or a key pasted into the wrong field.
 
 from typing import cast
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llero.access.permissions import NotAuthenticated, PermissionDenied
 from llero.errors import Conflict, InvalidInput, LleroError, NotFound, Refused, Violation
+from llero.identity.errors import AuthenticationFailed
+from llero.identity.tokens import InvalidToken
 from llero.web.middleware import request_id_of
 from llero.web.responses import error_body
 
+log = structlog.get_logger("llero.web")
+
 STATUS_BY_ERROR: dict[type[LleroError], int] = {
+    NotAuthenticated: 401,
+    AuthenticationFailed: 401,
+    InvalidToken: 401,
+    PermissionDenied: 403,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
@@ -45,7 +55,16 @@ def _respond(
 async def handle_domain_error(request: Request, error: Exception) -> JSONResponse:
     error = cast(LleroError, error)  # registered for LleroError only
     status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(error, kind)), 400)
-    return _respond(request, status, error.code, error.message, error.details)
+    if isinstance(error, InvalidToken):
+        # A token rejection names its reason (expired, bad signature, unknown key); the client
+        # gets the generic answer, so it learns nothing by trying variants.
+        log.info("auth:rejected", reason=error.reason)
+        error = NotAuthenticated(error.reason)
+    response = _respond(request, status, error.code, error.message, error.details)
+    if status == 401:
+        # RFC 9110 requires a challenge with every 401, and RFC 6750 names the Bearer scheme.
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:

@@ -1,0 +1,252 @@
+"""Sign-in sessions: refresh-token families with rotation, reuse detection and two time limits.
+
+Each refresh exchanges the presented token for a new one in the same session and marks the old
+one used. A used token presented again means that two parties hold the family (the token was
+stolen, or a client kept a copy), and nobody can tell which one is legitimate, so the whole session
+is revoked, as RFC 9700 (OAuth 2.0 Security Best Current Practice, section 4.14.2) recommends. A
+session also ends when it was idle longer than the idle limit or lived longer than the absolute
+limit.
+
+Signing out or revoking a session stops its refresh tokens at once. Access tokens already issued
+for it stay valid until they expire (at most the access token lifetime), because an access token
+names its user but not its session; revoking all of a user's sessions also moves the user's
+not-before time, which ends those access tokens too.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from llero.access.permissions import NotAuthenticated
+from llero.crypto import Secret
+from llero.errors import NotFound
+from llero.identity.context import IdentityContext
+from llero.identity.models import (
+    CLIENT_ADDRESS_MAX,
+    USER_AGENT_MAX,
+    AuthSession,
+    RefreshToken,
+    RevocationReason,
+    User,
+    UserStatus,
+)
+from llero.identity.opaque import issue_refresh_token, parse_refresh_token
+from llero.identity.queries import changed_rows
+from llero.identity.tokens import InvalidToken
+from llero.storage.db import Database
+
+log = structlog.get_logger("llero.identity")
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Who is signing in, as the session list shows it: the user agent and the client address."""
+
+    user_agent: str
+    address: str
+
+    @classmethod
+    def of(cls, user_agent: str | None, address: str | None) -> "ClientInfo":
+        """Return the values cut to their column sizes, without characters a terminal obeys."""
+        return cls(
+            _printable(user_agent or "", USER_AGENT_MAX),
+            _printable(address or "", CLIENT_ADDRESS_MAX),
+        )
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    """The tokens of a new sign-in or a refresh. Both secrets go to the client once."""
+
+    user_id: int
+    session_id: int
+    access_token: Secret[str]
+    access_expires_at: datetime
+    refresh_token: Secret[str]
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+    # The user may do nothing but enroll a second factor until they do.
+    mfa_enrollment_required: bool
+
+
+def start_session(
+    session: Session, context: IdentityContext, user: User, client: ClientInfo
+) -> IssuedTokens:
+    """Create a sign-in session for ``user`` with its first refresh token and an access token."""
+    now = context.now()
+    absolute_expires_at = now + context.limits.absolute
+    auth_session = AuthSession(
+        user_id=user.id,
+        user_agent=client.user_agent,
+        client_address=client.address,
+        created_at=now,
+        last_used_at=now,
+        idle_expires_at=min(now + context.limits.idle, absolute_expires_at),
+        absolute_expires_at=absolute_expires_at,
+    )
+    session.add(auth_session)
+    session.flush()
+    log.info("session:started", user_id=user.id, session_id=auth_session.id)
+    return _issue_tokens(session, context, user, auth_session, now)
+
+
+def refresh_session(database: Database, context: IdentityContext, token_text: str) -> IssuedTokens:
+    """Exchange a refresh token for new tokens; raise NotAuthenticated when it is not accepted.
+
+    Runs its own transaction, because a rejected reuse must still commit the revocation of the
+    session before the error reaches the client.
+    """
+    try:
+        token_hash = parse_refresh_token(token_text)
+    except InvalidToken as error:
+        raise NotAuthenticated(f"refresh_token_{error.reason}") from None
+
+    with database.transaction() as session:
+        outcome = _rotate(session, context, token_hash)
+    if isinstance(outcome, str):
+        log.info("session:refresh_rejected", reason=outcome)
+        raise NotAuthenticated(outcome)
+    return outcome
+
+
+def sign_out(session: Session, context: IdentityContext, token_text: str) -> None:
+    """Revoke the session of a refresh token, whether or not the token was used already.
+
+    An unknown or malformed token changes nothing and raises nothing, so signing out twice is
+    harmless and the answer does not tell a valid token from an invalid one.
+    """
+    try:
+        token_hash = parse_refresh_token(token_text)
+    except InvalidToken:
+        return
+    token = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+    if token is None or token.auth_session.revoked_at is not None:
+        return
+    _revoke(token.auth_session, context.now(), RevocationReason.SIGNED_OUT)
+
+
+def list_sessions(
+    session: Session, context: IdentityContext, user_id: int
+) -> Sequence[AuthSession]:
+    """Return the user's sessions that can still be refreshed, most recently used first."""
+    now = context.now()
+    query = (
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.idle_expires_at > now,
+            AuthSession.absolute_expires_at > now,
+        )
+        .order_by(AuthSession.last_used_at.desc(), AuthSession.id.desc())
+    )
+    return session.scalars(query).all()
+
+
+def revoke_own_session(
+    session: Session, context: IdentityContext, user_id: int, session_id: int
+) -> None:
+    """Revoke one of the user's own sessions; another user's session is reported as not found."""
+    auth_session = session.get(AuthSession, session_id)
+    if auth_session is None or auth_session.user_id != user_id or auth_session.revoked_at:
+        raise NotFound(f"session {session_id} not found")
+    _revoke(auth_session, context.now(), RevocationReason.REVOKED_BY_USER)
+
+
+def revoke_all_sessions(
+    session: Session, context: IdentityContext, user: User, reason: RevocationReason
+) -> int:
+    """Revoke every session of ``user`` and end its access tokens; return how many were open."""
+    now = context.now()
+    # Access tokens carry no session id, so the user's not-before time is what ends them.
+    user.not_before = now
+    open_sessions = session.scalars(
+        select(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+    ).all()
+    for auth_session in open_sessions:
+        _revoke(auth_session, now, reason)
+    log.info("session:all_revoked", user_id=user.id, sessions=len(open_sessions), reason=reason)
+    return len(open_sessions)
+
+
+def _rotate(session: Session, context: IdentityContext, token_hash: str) -> IssuedTokens | str:
+    """Return new tokens, or the reason the refresh token is rejected."""
+    now = context.now()
+    # The claim is the first statement, so the transaction takes the write lock before it reads
+    # anything: of two concurrent refreshes with one token, exactly one claims it.
+    claimed = changed_rows(
+        session,
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
+        .values(used_at=now),
+    )
+    token = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+    if token is None:
+        return "unknown_refresh_token"
+
+    auth_session = token.auth_session
+    if not claimed:
+        return _reject_reuse(auth_session, now)
+    if auth_session.revoked_at is not None:
+        return "session_revoked"
+    if now >= auth_session.idle_expires_at or now >= auth_session.absolute_expires_at:
+        _revoke(auth_session, now, RevocationReason.EXPIRED)
+        return "session_expired"
+    if auth_session.user.status != UserStatus.ACTIVE:
+        return "user_not_active"
+
+    auth_session.last_used_at = now
+    auth_session.idle_expires_at = min(now + context.limits.idle, auth_session.absolute_expires_at)
+    return _issue_tokens(session, context, auth_session.user, auth_session, now)
+
+
+def _reject_reuse(auth_session: AuthSession, now: datetime) -> str:
+    if auth_session.revoked_at is None:
+        _revoke(auth_session, now, RevocationReason.REFRESH_TOKEN_REUSED)
+        log.warning(
+            "token:family_revoked",
+            reason=RevocationReason.REFRESH_TOKEN_REUSED,
+            user_id=auth_session.user_id,
+            session_id=auth_session.id,
+        )
+    return "refresh_token_reused"
+
+
+def _issue_tokens(
+    session: Session,
+    context: IdentityContext,
+    user: User,
+    auth_session: AuthSession,
+    now: datetime,
+) -> IssuedTokens:
+    refresh = issue_refresh_token()
+    session.add(
+        RefreshToken(session_id=auth_session.id, token_hash=refresh.token_hash, created_at=now)
+    )
+    access = context.tokens.issue_access_token(subject=str(user.id), role=user.role)
+    return IssuedTokens(
+        user_id=user.id,
+        session_id=auth_session.id,
+        access_token=access.token,
+        access_expires_at=access.expires_at,
+        refresh_token=refresh.token,
+        idle_expires_at=auth_session.idle_expires_at,
+        absolute_expires_at=auth_session.absolute_expires_at,
+        mfa_enrollment_required=context.mfa_required(user.role) and not user.mfa_enabled,
+    )
+
+
+def _revoke(auth_session: AuthSession, now: datetime, reason: RevocationReason) -> None:
+    auth_session.revoked_at = now
+    auth_session.revoked_reason = reason
+    log.info(
+        "session:revoked", user_id=auth_session.user_id, session_id=auth_session.id, reason=reason
+    )
+
+
+def _printable(text: str, max_length: int) -> str:
+    return "".join(character for character in text if character.isprintable())[:max_length]

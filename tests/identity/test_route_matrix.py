@@ -1,0 +1,156 @@
+"""Every route of the app, called by every kind of caller, answers as the role table says: 401 for
+anyone unauthenticated on a non-public route, 403 (never a 2xx) for a role without the route's
+permission, and neither for a role with it.
+
+Path ids name objects that do not exist and bodies are empty, so a permitted call ends in 404 or
+422 and changes nothing that a later call depends on.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from llero.access.permissions import BEFORE_MFA_ENROLLMENT, PUBLIC_PERMISSIONS, Permission
+from llero.access.roles import ROLE_PERMISSIONS, Role
+from llero.identity.models import UserStatus
+from tests.conftest import MakeUser
+from tests.web.test_route_permissions import _leaf_routes, _permissions_in
+
+MISSING_ID = "999999"
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    permission: Permission
+
+    @property
+    def url(self) -> str:
+        parts = [MISSING_ID if part.startswith("{") else part for part in self.path.split("/")]
+        return "/".join(parts)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.permission})"
+
+
+def _calls(app: FastAPI) -> Iterator[Call]:
+    for path, context in _leaf_routes(app.routes):
+        (permission,) = _permissions_in(context.dependant)
+        for method in sorted(context.methods or []):
+            if method != "HEAD":
+                yield Call(method, path, permission)
+
+
+def _send(client: TestClient, call: Call, headers: dict[str, str]) -> int:
+    body = {} if call.method in BODY_METHODS else None
+    return client.request(call.method, call.url, headers=headers, json=body).status_code
+
+
+@pytest.fixture
+def calls(app: FastAPI) -> list[Call]:
+    found = list(_calls(app))
+    # The walk must see the identity, forge and barracks routes, or the checks prove nothing.
+    assert {"/api/auth/signin", "/api/tools", "/api/agents", "/api/users"} <= {
+        call.path for call in found
+    }
+    return found
+
+
+def test_anonymous_gets_401_on_every_protected_route(
+    anonymous_client: TestClient, calls: list[Call]
+) -> None:
+    wrong = []
+    for call in calls:
+        status = _send(anonymous_client, call, {})
+        expected_denied = call.permission not in PUBLIC_PERMISSIONS
+        if expected_denied and status != 401:
+            wrong.append(f"{call}: {status}, expected 401")
+        if not expected_denied and status in {401, 403}:
+            wrong.append(f"{call}: {status} on a public route")
+
+    assert wrong == []
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_role_gets_what_the_table_grants(
+    anonymous_client: TestClient, make_user: MakeUser, calls: list[Call], role: Role
+) -> None:
+    user = make_user(role=role, mfa=True)
+    granted = ROLE_PERMISSIONS[role] | PUBLIC_PERMISSIONS
+
+    wrong = []
+    for call in calls:
+        status = _send(anonymous_client, call, user.headers)
+        if call.permission in granted and status in {401, 403}:
+            wrong.append(f"{call}: {status}, but {role} holds the permission")
+        if call.permission not in granted and status != 403:
+            wrong.append(f"{call}: {status}, expected 403 for {role}")
+
+    assert wrong == []
+
+
+def test_disabled_user_gets_401_everywhere(
+    anonymous_client: TestClient, make_user: MakeUser, calls: list[Call]
+) -> None:
+    user = make_user(role=Role.ADMIN, status=UserStatus.DISABLED)
+
+    wrong = [
+        f"{call}: {status}"
+        for call in calls
+        if call.permission not in PUBLIC_PERMISSIONS
+        and (status := _send(anonymous_client, call, user.headers)) != 401
+    ]
+
+    assert wrong == []
+
+
+def test_admin_without_mfa_only_enrolls(
+    anonymous_client: TestClient, make_user: MakeUser, calls: list[Call]
+) -> None:
+    admin = make_user(role=Role.ADMIN, mfa=False)
+
+    wrong = []
+    for call in calls:
+        response = anonymous_client.request(
+            call.method,
+            call.url,
+            headers=admin.headers,
+            json={} if call.method in BODY_METHODS else None,
+        )
+        allowed = call.permission in BEFORE_MFA_ENROLLMENT | PUBLIC_PERMISSIONS
+        if allowed and response.status_code in {401, 403}:
+            wrong.append(f"{call}: {response.status_code}, but enrollment needs it")
+        if not allowed and (
+            response.status_code != 403 or response.json()["error"] != "mfa_enrollment_required"
+        ):
+            wrong.append(f"{call}: {response.status_code}, expected mfa_enrollment_required")
+
+    assert wrong == []
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_api_token_scoped_to_one_permission(
+    anonymous_client: TestClient, make_user: MakeUser, calls: list[Call], role: Role
+) -> None:
+    user = make_user(role=role)
+    created = anonymous_client.post(
+        "/api/tokens", json={"name": "matrix", "scopes": ["tool:read"]}, headers=user.headers
+    )
+    token_headers = {"Authorization": f"Bearer {created.json()['token']}"}
+
+    wrong = []
+    for call in calls:
+        status = _send(anonymous_client, call, token_headers)
+        if call.permission in PUBLIC_PERMISSIONS:
+            continue
+        if call.permission is Permission.TOOL_READ and status in {401, 403}:
+            wrong.append(f"{call}: {status} with the tool:read scope")
+        if call.permission is not Permission.TOOL_READ and status != 403:
+            wrong.append(f"{call}: {status}, expected 403 outside the token's scope")
+
+    assert wrong == []

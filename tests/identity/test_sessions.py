@@ -1,0 +1,268 @@
+"""Sign-in sessions: refresh tokens rotate on every use, a replayed one revokes its whole family,
+sessions end when idle or old, and signing out or revoking a session ends it."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+import structlog
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from llero.access.roles import Role
+from llero.identity.models import AuthSession
+from llero.storage.db import Database
+from tests.conftest import FixtureUser, MakeUser
+from tests.identity.helpers import bearer, freeze_clock, password_hash, sign_in
+
+
+@pytest.fixture
+def developer(make_user: MakeUser) -> FixtureUser:
+    return make_user(role=Role.DEVELOPER, mfa=False, password_hash=password_hash())
+
+
+def _refresh(client: TestClient, token: str) -> httpx.Response:
+    return client.post("/api/auth/refresh", json={"refresh_token": token})
+
+
+def _session_row(database: Database, session_id: int) -> AuthSession:
+    with database.reader() as session:
+        row = session.scalars(select(AuthSession).where(AuthSession.id == session_id)).one()
+        session.expunge(row)
+        return row
+
+
+def test_refresh_rotates_token(anonymous_client: TestClient, developer: FixtureUser) -> None:
+    signed_in = sign_in(anonymous_client, developer.email).json()
+
+    refreshed = _refresh(anonymous_client, signed_in["refresh_token"])
+
+    assert refreshed.status_code == 200
+    body = refreshed.json()
+    assert body["refresh_token"] != signed_in["refresh_token"]
+    assert body["session_id"] == signed_in["session_id"]
+    me = anonymous_client.get("/api/users/me", headers=bearer(body["access_token"]))
+    assert me.status_code == 200
+
+
+def test_refresh_token_reuse_revokes_family(
+    anonymous_client: TestClient, developer: FixtureUser, database: Database
+) -> None:
+    first = sign_in(anonymous_client, developer.email).json()
+    second = _refresh(anonymous_client, first["refresh_token"]).json()
+
+    with structlog.testing.capture_logs() as events:
+        replay = _refresh(anonymous_client, first["refresh_token"])
+    after = _refresh(anonymous_client, second["refresh_token"])
+
+    assert replay.status_code == 401
+    assert replay.json()["error"] == "unauthenticated"
+    assert after.status_code == 401
+    warnings = [event for event in events if event["event"] == "token:family_revoked"]
+    assert warnings == [
+        {
+            "event": "token:family_revoked",
+            "reason": "refresh_token_reused",
+            "user_id": developer.id,
+            "session_id": first["session_id"],
+            "log_level": "warning",
+        }
+    ]
+    row = _session_row(database, first["session_id"])
+    assert row.revoked_reason == "refresh_token_reused"
+
+
+def test_reuse_leaves_other_sessions(anonymous_client: TestClient, developer: FixtureUser) -> None:
+    stolen = sign_in(anonymous_client, developer.email).json()
+    other = sign_in(anonymous_client, developer.email).json()
+    _refresh(anonymous_client, stolen["refresh_token"])
+
+    _refresh(anonymous_client, stolen["refresh_token"])
+
+    assert _refresh(anonymous_client, other["refresh_token"]).status_code == 200
+
+
+def test_session_ends_after_idle_limit(
+    app: FastAPI, anonymous_client: TestClient, developer: FixtureUser
+) -> None:
+    clock = freeze_clock(app)
+    token = sign_in(anonymous_client, developer.email).json()["refresh_token"]
+    clock.advance(timedelta(minutes=59))
+    token = _refresh(anonymous_client, token).json()["refresh_token"]
+    clock.advance(timedelta(minutes=60))
+
+    response = _refresh(anonymous_client, token)
+
+    assert response.status_code == 401
+
+
+def test_session_ends_at_absolute_limit(
+    app: FastAPI, anonymous_client: TestClient, developer: FixtureUser
+) -> None:
+    clock = freeze_clock(app)
+    started = clock()
+    token = sign_in(anonymous_client, developer.email).json()["refresh_token"]
+    statuses = []
+    while clock() - started < timedelta(hours=24):
+        clock.advance(timedelta(minutes=55))
+        response = _refresh(anonymous_client, token)
+        statuses.append((clock() - started < timedelta(hours=24), response.status_code))
+        if response.status_code == 200:
+            token = response.json()["refresh_token"]
+
+    # Every refresh inside the 24 hours is accepted, and the first one after them is not.
+    assert all(status == 200 for inside, status in statuses if inside)
+    assert statuses[-1] == (False, 401)
+
+
+def test_refresh_keeps_idle_expiry_within_absolute(
+    app: FastAPI, anonymous_client: TestClient, developer: FixtureUser
+) -> None:
+    clock = freeze_clock(app)
+    signed_in = sign_in(anonymous_client, developer.email).json()
+    token = signed_in["refresh_token"]
+    clock.advance(timedelta(hours=23, minutes=30))
+
+    refreshed = _refresh(anonymous_client, token)
+
+    assert refreshed.status_code == 401  # idle for 23.5 hours
+
+
+def test_refresh_expiry_never_passes_session_end(
+    app: FastAPI, anonymous_client: TestClient, developer: FixtureUser
+) -> None:
+    clock = freeze_clock(app)
+    signed_in = sign_in(anonymous_client, developer.email).json()
+    token = signed_in["refresh_token"]
+    body = signed_in
+    for _ in range(47):
+        clock.advance(timedelta(minutes=30))
+        body = _refresh(anonymous_client, token).json()
+        token = body["refresh_token"]
+
+    assert body["refresh_expires_at"] == body["session_expires_at"]
+
+
+def test_signout_kills_session(
+    anonymous_client: TestClient, developer: FixtureUser, database: Database
+) -> None:
+    signed_in = sign_in(anonymous_client, developer.email).json()
+
+    response = anonymous_client.post(
+        "/api/auth/signout", json={"refresh_token": signed_in["refresh_token"]}
+    )
+
+    assert response.status_code == 204
+    assert response.headers["clear-site-data"] == '"cookies"'
+    assert _refresh(anonymous_client, signed_in["refresh_token"]).status_code == 401
+    assert _session_row(database, signed_in["session_id"]).revoked_reason == "signed_out"
+    sessions = anonymous_client.get(
+        "/api/auth/sessions", headers=bearer(signed_in["access_token"])
+    ).json()["items"]
+    assert signed_in["session_id"] not in [item["id"] for item in sessions]
+
+
+@pytest.mark.parametrize("token", ["llero_rt_garbage", "x" * 128])
+def test_signout_with_unknown_token_is_harmless(anonymous_client: TestClient, token: str) -> None:
+    response = anonymous_client.post("/api/auth/signout", json={"refresh_token": token})
+
+    assert response.status_code == 204
+
+
+@pytest.mark.parametrize(
+    "token", ["", "llero_rt_" + "A" * 49, "llero_pat_" + "A" * 49, "not a token"]
+)
+def test_malformed_refresh_token_rejected(anonymous_client: TestClient, token: str) -> None:
+    response = _refresh(anonymous_client, token)
+
+    assert response.status_code in {401, 422}
+    assert response.status_code == (422 if token == "" else 401)
+
+
+def test_disabled_user_cannot_refresh(
+    client: TestClient, anonymous_client: TestClient, developer: FixtureUser
+) -> None:
+    token = sign_in(anonymous_client, developer.email).json()["refresh_token"]
+
+    client.patch(f"/api/users/{developer.id}", json={"status": "disabled"})
+
+    assert _refresh(anonymous_client, token).status_code == 401
+
+
+def test_sessions_list_shows_own_sessions_only(
+    anonymous_client: TestClient, developer: FixtureUser, make_user: MakeUser
+) -> None:
+    other = make_user(role=Role.VIEWER, mfa=False, password_hash=password_hash())
+    mine = sign_in(anonymous_client, developer.email).json()
+    sign_in(anonymous_client, other.email)
+
+    response = anonymous_client.get("/api/auth/sessions", headers=bearer(mine["access_token"]))
+
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [item["id"] for item in items] == [mine["session_id"]]
+    assert items[0]["user_agent"] == "testclient"
+    assert "refresh_token" not in items[0]
+
+
+def test_revoke_own_session(anonymous_client: TestClient, developer: FixtureUser) -> None:
+    lost = sign_in(anonymous_client, developer.email).json()
+    current = sign_in(anonymous_client, developer.email).json()
+
+    response = anonymous_client.delete(
+        f"/api/auth/sessions/{lost['session_id']}", headers=bearer(current["access_token"])
+    )
+
+    assert response.status_code == 204
+    assert _refresh(anonymous_client, lost["refresh_token"]).status_code == 401
+    assert _refresh(anonymous_client, current["refresh_token"]).status_code == 200
+
+
+def test_revoke_other_users_session_not_found(
+    anonymous_client: TestClient, developer: FixtureUser, make_user: MakeUser
+) -> None:
+    other = make_user(role=Role.VIEWER, mfa=False, password_hash=password_hash())
+    theirs = sign_in(anonymous_client, other.email).json()
+
+    response = anonymous_client.delete(
+        f"/api/auth/sessions/{theirs['session_id']}", headers=developer.headers
+    )
+
+    assert response.status_code == 404
+    assert _refresh(anonymous_client, theirs["refresh_token"]).status_code == 200
+
+
+def test_admin_revokes_all_user_sessions(
+    client: TestClient, anonymous_client: TestClient, developer: FixtureUser
+) -> None:
+    first = sign_in(anonymous_client, developer.email).json()
+    second = sign_in(anonymous_client, developer.email).json()
+
+    response = client.post(f"/api/users/{developer.id}/sessions/revoke")
+
+    assert response.status_code == 200
+    assert response.json() == {"revoked": 2}
+    assert _refresh(anonymous_client, first["refresh_token"]).status_code == 401
+    assert _refresh(anonymous_client, second["refresh_token"]).status_code == 401
+    me = anonymous_client.get("/api/users/me", headers=bearer(second["access_token"]))
+    assert me.status_code == 401
+    # A sign-in after the revocation works again.
+    assert sign_in(anonymous_client, developer.email).status_code == 200
+
+
+def test_refresh_records_client(
+    anonymous_client: TestClient, developer: FixtureUser, database: Database
+) -> None:
+    signed_in = anonymous_client.post(
+        "/api/auth/signin",
+        json={"email": developer.email, "password": "plum kettle orbit lantern harbour"},
+        headers={"user-agent": "probe/1.0\x1b[31m" + "x" * 400},
+    ).json()
+
+    row = _session_row(database, signed_in["session_id"])
+
+    assert row.user_agent.startswith("probe/1.0[31m")
+    assert "\x1b" not in row.user_agent
+    assert len(row.user_agent) == 256
+    assert row.client_address == "testclient"
