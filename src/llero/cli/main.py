@@ -13,11 +13,14 @@ import uvicorn
 from sqlalchemy.exc import OperationalError
 
 from llero.cli.audit import audit
+from llero.cli.keys import keys
 from llero.cli.tools import tools
+from llero.cli.users import create_first_admin, print_enrollment, users
 from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
 from llero.config.settings import Settings, check_safe_to_serve, load_settings
 from llero.errors import LleroError
-from llero.logs import configure_logging
+from llero.identity import service
+from llero.logs import configure_logging, ensure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
 from llero.web.app import create_app
@@ -68,13 +71,19 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option(
+    "--admin-email",
+    help="Create the first admin with this email address and print its enrollment code, "
+    "unless an admin exists.",
+)
 @click.pass_context
-def init(context: click.Context) -> None:
+def init(context: click.Context, admin_email: str | None) -> None:
     """Create the data directory, its database and key files.
 
     Makes LLERO_DATA_DIR (./data by default) mode 0700, creates the key files under keys/ mode
     0600, and applies every database migration. Running it again keeps existing keys and data
-    and applies only new migrations.
+    and applies only new migrations. With --admin-email and no admin yet, it also creates the
+    first admin, as `llero users create-admin` does.
     """
     settings = settings_from(context)
     make_private_dir(settings.data_dir)
@@ -89,6 +98,26 @@ def init(context: click.Context) -> None:
         click.echo(f"created key file {path}")
     revision = migrate.head_revision()
     click.echo(f"data directory {settings.data_dir} is ready (database at migration {revision})")
+    _first_admin(settings, admin_email)
+
+
+def _first_admin(settings: Settings, email: str | None) -> None:
+    """Create the first admin when asked and none exists; otherwise say what to do."""
+    ensure_logging(settings)
+    database = Database(settings.resolved_database_url)
+    try:
+        with database.transaction() as session:
+            if service.admin_exists(session):
+                if email is not None:
+                    click.echo("an admin exists already, so --admin-email was ignored")
+                return
+            if email is None:
+                click.echo("no admin yet: run `llero users create-admin --email ADDRESS`")
+                return
+            user, issued = create_first_admin(session, email, "")
+    finally:
+        database.dispose()
+    print_enrollment(user, issued)
 
 
 @cli.command(name="migrate")
@@ -145,6 +174,8 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
 
 cli.add_command(tools)
 cli.add_command(audit)
+cli.add_command(users)
+cli.add_command(keys)
 
 
 def main() -> None:
