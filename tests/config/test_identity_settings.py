@@ -34,8 +34,8 @@ def test_identity_defaults_are_strict() -> None:
 
     assert settings.access_token_minutes == 15
     assert settings.clock_skew_seconds == 30
-    assert settings.refresh_idle_minutes == 60
-    assert settings.refresh_absolute_hours == 24
+    assert settings.refresh_idle_minutes == 30
+    assert settings.refresh_absolute_hours == 12
     assert settings.mfa_required_for_admins is True
     assert settings.mfa_required_for_everyone is False
     assert settings.signup_open is False

@@ -74,8 +74,8 @@ PUBLIC_PERMISSIONS = frozenset(
     }
 )
 
-# What a user may still do while a mandatory second factor is not enrolled: enroll it, see who
-# they are, and manage their own sessions. Everything else waits for the second factor.
+# The permissions left to a user who must enroll a second factor and has not: enrolling it,
+# reading their own account, and managing their own sessions. Everything else waits for it.
 BEFORE_MFA_ENROLLMENT = frozenset(
     {
         Permission.AUTH_MFA_ENROLL,

@@ -22,7 +22,7 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-# What every signed-in user may do with their own account, sessions and API tokens.
+# The permissions of every signed-in user over their own account, sessions and API tokens.
 _SELF_SERVICE = frozenset(
     {
         Permission.API_SCHEMA_READ,

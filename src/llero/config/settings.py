@@ -91,10 +91,10 @@ class Settings(BaseSettings):
     # Sign-in. The access token limits match what identity.signing_keys keeps retired keys for.
     access_token_minutes: int = Field(default=15, ge=1, le=60)
     clock_skew_seconds: int = Field(default=30, ge=0, le=300)
-    # NIST SP 800-63B-4 (section 2.2.3) sets AAL2 reauthentication at no more than 24 hours
-    # overall and 1 hour of inactivity; the defaults are those limits.
-    refresh_idle_minutes: int = Field(default=60, ge=5, le=30 * 24 * 60)
-    refresh_absolute_hours: int = Field(default=24, ge=1, le=90 * 24)
+    # NIST SP 800-63B (revision 3, sections 4.2.2 and 4.2.3) requires AAL2 reauthentication
+    # after 30 minutes of inactivity and at least every 12 hours; the defaults are those limits.
+    refresh_idle_minutes: int = Field(default=30, ge=5, le=30 * 24 * 60)
+    refresh_absolute_hours: int = Field(default=12, ge=1, le=90 * 24)
     mfa_required_for_admins: bool = True
     mfa_required_for_everyone: bool = False
     signup_open: bool = False

@@ -1,4 +1,4 @@
-"""What sign-in needs from the settings, built once per app: token keys, limits and the clock."""
+"""Sign-in configuration, built once per app from the settings: token keys, limits, clock."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,8 +10,8 @@ from llero.identity.signing_keys import load_signing_key_ring
 from llero.identity.tokens import AccessTokenService, TokenPolicy
 from llero.storage.base import utc_now
 
-# Every deployment signs with its own keys, so fixed names are enough to tell Llero's access
-# tokens from other JWTs that the same keys might one day sign.
+# Each deployment has its own signing keys, so issuer and audience need not name the deployment.
+# They keep a JWT made with the same keys for another purpose from passing as an access token.
 TOKEN_ISSUER = "llero"  # noqa: S105 - a claim value, not a password
 TOKEN_AUDIENCE = "llero-api"  # noqa: S105 - a claim value, not a password
 

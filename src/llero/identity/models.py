@@ -6,7 +6,7 @@ to the same session, and revoking the session ends every token in it.
 """
 
 # TODO: email, email_key, client_address and the TOTP seeds are stored in plaintext until the
-# vault encrypts confidential and secret columns at rest; email_key then becomes a keyed hash.
+# vault encrypts confidential and secret columns at rest. email_key then becomes a keyed hash.
 
 from datetime import datetime
 from enum import StrEnum
@@ -16,8 +16,8 @@ from sqlalchemy.orm import Mapped, relationship
 
 from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
 
-# RFC 5321 limits an address to 254 octets; the typed form may use more characters before
-# normalisation folds them, so the column for it allows the 320 that forms commonly accept.
+# RFC 5321 limits an address to 254 octets. The typed form may be longer before normalisation
+# folds it, so its column allows 320 characters.
 EMAIL_MAX = 320
 EMAIL_KEY_MAX = 254
 DISPLAY_NAME_MAX = 128

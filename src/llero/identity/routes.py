@@ -48,8 +48,8 @@ from llero.web.deps import SessionDep, get_database
 ID_MAX = 2**31 - 1
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
-# Public keys change only when the ring is rotated and the server restarted; a verifier that
-# caches them for five minutes sees a new key soon after.
+# Public keys change only when the ring is rotated and the server restarted, so a verifier that
+# caches them for five minutes picks up a new key soon after.
 JWKS_CACHE_CONTROL = "public, max-age=300"
 
 router = APIRouter()
@@ -85,7 +85,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
 async def sign_in(
     request: Request, response: Response, context: IdentityDep, body: SignInRequest
 ) -> SignedIn | MfaRequired:
-    """Sign in with email and password; answer with tokens or with a second-factor challenge."""
+    """Sign in with email and password; return tokens or a second-factor challenge."""
     outcome = await service.sign_in(
         get_database(request),
         context,
@@ -432,8 +432,8 @@ def _signed_in(
 
 def _set_session_cookies(response: Response, issued: IssuedTokens, max_age: int) -> str:
     """Set the session cookie and its CSRF cookie; return the CSRF token for the body."""
-    # TODO: the web UI will want the refresh token in an HttpOnly cookie scoped to
-    # /api/auth/refresh, so that page scripts never hold it; today it is in the body only.
+    # TODO: the refresh token is in the body only. The web UI will want it in an HttpOnly cookie
+    # scoped to /api/auth/refresh, so that page scripts never hold it.
     csrf_token = random_token()
     response.set_cookie(
         SESSION_COOKIE,

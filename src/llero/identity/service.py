@@ -79,7 +79,7 @@ class IssuedCode:
 
 @dataclass(frozen=True)
 class MfaChallenge:
-    """The answer to a correct password when the account has a second factor."""
+    """The result of a correct password when the account has a second factor enrolled."""
 
     challenge: Secret[str]
     expires_at: datetime
@@ -369,7 +369,7 @@ def _find_credentials(database: Database, email: str) -> _Credentials | None:
     try:
         email_key = normalize_email(email)
     except EmailRejected:
-        # A malformed address cannot belong to an account; it is answered like an unknown one.
+        # A malformed address cannot belong to an account, so it is rejected like an unknown one.
         return None
     with database.reader() as session:
         row = session.execute(

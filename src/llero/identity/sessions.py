@@ -2,10 +2,10 @@
 
 Each refresh exchanges the presented token for a new one in the same session and marks the old
 one used. A used token presented again means that two parties hold the family (the token was
-stolen, or a client kept a copy), and nobody can tell which one is legitimate, so the whole session
-is revoked, as RFC 9700 (OAuth 2.0 Security Best Current Practice, section 4.14.2) recommends. A
-session also ends when it was idle longer than the idle limit or lived longer than the absolute
-limit.
+stolen, or a client kept a copy). The server cannot tell which holder is legitimate, so it revokes
+the whole session, as RFC 9700 (OAuth 2.0 Security Best Current Practice, section 4.14.2)
+recommends. A session also ends when it was idle longer than the idle limit or lived longer than
+the absolute limit.
 
 Signing out or revoking a session stops its refresh tokens at once. Access tokens already issued
 for it stay valid until they expire (at most the access token lifetime), because an access token
@@ -44,7 +44,7 @@ log = structlog.get_logger("llero.identity")
 
 @dataclass(frozen=True)
 class ClientInfo:
-    """Who is signing in, as the session list shows it: the user agent and the client address."""
+    """The client of a sign-in as the session list shows it: user agent and client address."""
 
     user_agent: str
     address: str
@@ -117,7 +117,7 @@ def sign_out(session: Session, context: IdentityContext, token_text: str) -> Non
     """Revoke the session of a refresh token, whether or not the token was used already.
 
     An unknown or malformed token changes nothing and raises nothing, so signing out twice is
-    harmless and the answer does not tell a valid token from an invalid one.
+    harmless and the response does not tell a valid token from an invalid one.
     """
     try:
         token_hash = parse_refresh_token(token_text)
