@@ -47,9 +47,17 @@ def test_create_admin_prints_code_once(environ: dict[str, str], database: Databa
 
     assert result.exit_code == 0, result.output
     code = _code_in(result.output)
-    assert "admin Boss@Example.com (user 1) is pending until they enroll" in result.output
+    created = re.search(
+        r"^admin Boss@Example.com \(user (\d+)\) is pending until they enroll$",
+        result.output,
+        re.MULTILINE,
+    )
+    assert created is not None, result.output
     assert "POST /api/auth/enroll" in result.output
-    assert code not in str(user_row(database, 1).__dict__)
+    stored = user_row(database, int(created[1]))
+    assert stored.role == "admin"
+    assert stored.status == "pending"
+    assert code not in repr(stored.__dict__)
 
 
 def test_created_admin_enrolls_and_must_add_totp(
