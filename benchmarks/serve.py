@@ -18,7 +18,13 @@ from pathlib import Path
 
 import httpx
 
+from llero.access.roles import Role
+from llero.config.settings import Settings
 from llero.forge.models import Tool, ToolStatus
+from llero.identity import service
+from llero.identity.context import IdentityContext
+from llero.identity.models import UserStatus
+from llero.storage.base import utc_now
 from llero.storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +55,22 @@ def store_tools(database_url: str, count: int) -> None:
     database.dispose()
 
 
+def viewer_access_token(data_dir: Path) -> str:
+    """Store an active viewer and return an access token for it, valid for 15 minutes."""
+    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    database = Database(settings.resolved_database_url)
+    with database.transaction() as session:
+        user = service.create_user(
+            session, email="bench@example.com", display_name="", role=Role.VIEWER, now=utc_now()
+        )
+        user.status = UserStatus.ACTIVE
+        session.flush()
+        user_id = user.id
+    database.dispose()
+    context = IdentityContext.from_settings(settings)
+    return context.tokens.issue_access_token(subject=str(user_id), role=Role.VIEWER).token.reveal()
+
+
 def wait_until_healthy(base: str, deadline: float) -> None:
     while time.perf_counter() < deadline:
         try:
@@ -66,9 +88,10 @@ def resident_memory_mib(pid: int) -> float:
     return int(match.group(1)) / 1024
 
 
-def run_wrk(url: str, seconds: int, connections: int) -> float:
+def run_wrk(url: str, seconds: int, connections: int, token: str | None = None) -> float:
+    headers = ["-H", f"Authorization: Bearer {token}"] if token else []
     output = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", *headers, url],
         capture_output=True,
         text=True,
         check=True,
@@ -94,6 +117,7 @@ def main() -> None:
     env = {**os.environ, "LLERO_DATA_DIR": str(workdir / "data"), "LLERO_LOG_LEVEL": "warning"}
     subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
     store_tools(f"sqlite:///{workdir / 'data' / 'llero.db'}", options.tools)
+    token = viewer_access_token(workdir / "data")
 
     base = f"http://127.0.0.1:{port}"
     launched = time.perf_counter()
@@ -104,7 +128,7 @@ def main() -> None:
         time.sleep(1)
         idle_mib = resident_memory_mib(server.pid)
         health_rps = run_wrk(f"{base}/healthz", options.seconds, options.connections)
-        tools_rps = run_wrk(f"{base}/api/tools", options.seconds, options.connections)
+        tools_rps = run_wrk(f"{base}/api/tools", options.seconds, options.connections, token)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -1,0 +1,152 @@
+"""Measure sign-ins per second of `llero serve`, and whether the server stays responsive meanwhile.
+
+Starts the real command on 127.0.0.1 in a temporary data directory with one active user, then
+sends POST /api/auth/signin from a pool of concurrent clients and, at the same time, GET /healthz
+once every 50 ms. Every sign-in pays one argon2id verification, so the rate is bounded by the
+password thread pool (one hash per core), and /healthz shows whether the event loop stays free.
+
+    .venv/bin/python benchmarks/identity_signin.py --signins 64 --concurrency 8
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from llero.access.roles import Role
+from llero.identity import service
+from llero.identity.models import UserStatus
+from llero.identity.passwords import hash_password
+from llero.storage.base import utc_now
+from llero.storage.db import Database
+
+LLERO = str(Path(sys.executable).parent / "llero")
+EMAIL = "bench@example.com"
+PASSWORD = "plum kettle orbit lantern harbour"  # noqa: S105 - the benchmark user's password
+HEALTH_INTERVAL = 0.05
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def store_user(database_url: str) -> None:
+    """Store an active developer without a second factor, so sign-in takes one request."""
+    database = Database(database_url)
+    with database.transaction() as session:
+        user = service.create_user(
+            session, email=EMAIL, display_name="Bench", role=Role.DEVELOPER, now=utc_now()
+        )
+        user.password_hash = hash_password(PASSWORD)
+        user.status = UserStatus.ACTIVE
+    database.dispose()
+
+
+def wait_until_healthy(base: str, deadline: float) -> None:
+    while time.perf_counter() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.01)
+    raise SystemExit("llero serve did not answer /healthz in time")
+
+
+async def sign_in_many(base: str, total: int, concurrency: int) -> tuple[list[float], float]:
+    """Send ``total`` sign-ins, ``concurrency`` at a time; return latencies and wall time."""
+    latencies: list[float] = []
+    queue = iter(range(total))
+    body = {"email": EMAIL, "password": PASSWORD}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        for _ in queue:
+            started = time.perf_counter()
+            response = await client.post(f"{base}/api/auth/signin", json=body)
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started
+
+
+async def poll_health(base: str, stop: asyncio.Event) -> list[float]:
+    latencies = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            response = await client.get(f"{base}/healthz")
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 200
+            await asyncio.sleep(HEALTH_INTERVAL)
+    return latencies
+
+
+async def measure(
+    base: str, total: int, concurrency: int
+) -> tuple[list[float], float, list[float]]:
+    stop = asyncio.Event()
+    health = asyncio.create_task(poll_health(base, stop))
+    signins, seconds = await sign_in_many(base, total, concurrency)
+    stop.set()
+    return signins, seconds, await health
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--signins", type=int, default=64, help="sign-ins to send (default 64)")
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="sign-ins in flight at once (default 8)"
+    )
+    options = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="llero-bench-"))
+    port = free_port()
+    env = {**os.environ, "LLERO_DATA_DIR": str(workdir / "data"), "LLERO_LOG_LEVEL": "warning"}
+    subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
+    store_user(f"sqlite:///{workdir / 'data' / 'llero.db'}")
+
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([LLERO, "serve", "--port", str(port)], env=env)
+    try:
+        wait_until_healthy(base, time.perf_counter() + 30)
+        signins, seconds, health = asyncio.run(measure(base, options.signins, options.concurrency))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(workdir)
+
+    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{options.signins} sign-ins, {options.concurrency} at a time, SQLite")
+    print(f"sign-ins per second: {len(signins) / seconds:.1f}")
+    print(
+        f"sign-in latency: median {statistics.median(signins) * 1000:.0f} ms, "
+        f"p95 {percentile(signins, 0.95) * 1000:.0f} ms"
+    )
+    print(
+        f"GET /healthz meanwhile ({len(health)} requests): median "
+        f"{statistics.median(health) * 1000:.1f} ms, max {max(health) * 1000:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
