@@ -127,3 +127,18 @@ class RequestContext:
             )
         if self.user_agent is not None:
             object.__setattr__(self, "user_agent", self.user_agent[:USER_AGENT_MAX])
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who acts and the request they act through: what a service needs to audit an action.
+
+    Routes build it with ``llero.web.clients.origin_of``; the CLI with ``Origin.system``.
+    """
+
+    actor: Actor
+    request: RequestContext | None = None
+
+    @classmethod
+    def system(cls, name: str = DEFAULT_SYSTEM_ACTOR) -> "Origin":
+        return cls(Actor.system(name))

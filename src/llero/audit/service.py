@@ -19,7 +19,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from llero.audit.chain import HASHED_FIELDS, AuditChainError, ChainHasher, format_time
-from llero.audit.context import Actor, RequestContext, Target
+from llero.audit.context import Actor, Origin, RequestContext, Target
 from llero.audit.events import ActorKind, AuditEvent
 from llero.audit.head import ChainHead, events_table, lock_head, move_head
 from llero.audit.keys import keys_of
@@ -45,6 +45,7 @@ __all__ = [
     "purge_older_than",
     "query",
     "record",
+    "record_as",
     "verify_chain",
 ]
 
@@ -108,6 +109,19 @@ def record(
         last_hash=values["record_hash"],
     )
     return sequence
+
+
+def record_as(
+    session: Session,
+    origin: Origin,
+    event: AuditEvent,
+    target: Target | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> int:
+    """``record`` for a service that was handed its caller's ``Origin``."""
+    return record(
+        session, event, actor=origin.actor, target=target, request=origin.request, detail=detail
+    )
 
 
 @dataclass(frozen=True)

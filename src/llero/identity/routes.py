@@ -42,6 +42,7 @@ from llero.identity.schemas import (
     UserUpdate,
 )
 from llero.identity.sessions import ClientInfo, IssuedTokens
+from llero.web.clients import client_address
 from llero.web.deps import SessionDep, get_database
 
 # Ids are 32-bit integers in every supported database.
@@ -406,9 +407,7 @@ def revoke_api_token(
 
 
 def _client_of(request: Request) -> ClientInfo:
-    return ClientInfo.of(
-        request.headers.get("user-agent"), request.client.host if request.client else None
-    )
+    return ClientInfo.of(request.headers.get("user-agent"), client_address(request))
 
 
 def _signed_in(

@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 import llero
+from llero.audit.keys import attach_keys_to_factory, load_audit_keys
 from llero.barracks.routes import router as barracks_router
 from llero.config.settings import Settings
 from llero.forge.routes import router as forge_router
@@ -33,6 +34,9 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     ensure_logging(settings)
     app.state.settings = settings
     app.state.database = database or Database(settings.resolved_database_url)
+    # Every session of the app can record audit events; without the key nothing starts, so an
+    # action can never run unaudited.
+    attach_keys_to_factory(app.state.database.sessions, load_audit_keys(settings.keys_dir))
 
     install_error_handlers(app)
     mount_identity(app, settings)
