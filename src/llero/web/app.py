@@ -10,6 +10,7 @@ from llero.forge.routes import router as forge_router
 from llero.identity.routes import mount as mount_identity
 from llero.logs import ensure_logging
 from llero.storage.db import Database
+from llero.vault.keyring import load_keyring
 from llero.web import health
 from llero.web.errors import install_error_handlers
 from llero.web.middleware import (
@@ -37,6 +38,9 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     # Every session of the app can record audit events; without the key nothing starts, so an
     # action can never run unaudited.
     attach_keys_to_factory(app.state.database.sessions, load_audit_keys(settings.keys_dir))
+    # The vault's key-encryption keys. Without a master key the keyring is sealed: nothing that
+    # needs encryption works until an admin unseals it.
+    app.state.keyring = load_keyring(settings.keys_dir, settings.master_key)
 
     install_error_handlers(app)
     mount_identity(app, settings)
