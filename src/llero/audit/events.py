@@ -53,6 +53,7 @@ class AuditEvent(StrEnum):
     USER_PASSWORD_CHANGED = "user:password_changed"  # noqa: S105 - an event name
     USER_PASSWORD_RESET = "user:password_reset"  # noqa: S105 - an event name
     USER_STATUS_CHANGED = "user:status_changed"
+    VAULT_BACKEND_FAILED = "vault:backend_failed"
 
 
 class ActorKind(StrEnum):

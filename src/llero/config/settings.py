@@ -34,6 +34,28 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class VaultBackend(StrEnum):
+    BUILTIN = "builtin"
+    HASHICORP = "hashicorp"
+    AWS = "aws"
+
+
+class KekSourceKind(StrEnum):
+    FILE = "file"  # LLERO_MASTER_KEY, or else keys/master.key
+    HASHICORP_TRANSIT = "hashicorp_transit"
+    AWS_KMS = "aws_kms"
+
+
+class HashiCorpAuthKind(StrEnum):
+    TOKEN = "token"  # noqa: S105 - the name of an auth method, not a token
+    APPROLE = "approle"
+
+
+# Vault mount paths and path prefixes: path segments of letters, digits and - _ . separated by /.
+MOUNT_PATTERN = r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*"
+NAME_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -84,6 +106,36 @@ class Settings(BaseSettings):
     # The vault's base key-encryption key, base64 of 32 random bytes. When set, the vault uses it
     # instead of data/keys/master.key, so the key can stay out of the data directory and backups.
     master_key: SecretStr | None = Field(default=None, repr=False)
+
+    # Where secret values live, and where the base KEK comes from. Metadata, grants and audit
+    # records stay in the database either way (see docs/vault-backends.md).
+    vault_backend: VaultBackend = VaultBackend.BUILTIN
+    vault_kek_source: KekSourceKind = KekSourceKind.FILE
+
+    # HashiCorp Vault, for LLERO_VAULT_BACKEND=hashicorp or
+    # LLERO_VAULT_KEK_SOURCE=hashicorp_transit.
+    hashicorp_url: str | None = None
+    hashicorp_auth: HashiCorpAuthKind = HashiCorpAuthKind.TOKEN
+    hashicorp_token: SecretStr | None = Field(default=None, repr=False)
+    hashicorp_token_file: Path | None = None
+    hashicorp_role_id: str | None = Field(default=None, max_length=256)
+    hashicorp_secret_id: SecretStr | None = Field(default=None, repr=False)
+    hashicorp_secret_id_file: Path | None = None
+    hashicorp_approle_mount: str = Field(default="approle", pattern=MOUNT_PATTERN)
+    hashicorp_kv_mount: str = Field(default="secret", pattern=MOUNT_PATTERN)
+    hashicorp_path_prefix: str = Field(default="llero", pattern=MOUNT_PATTERN)
+    hashicorp_transit_mount: str = Field(default="transit", pattern=MOUNT_PATTERN)
+    hashicorp_transit_key: str = Field(default="llero", pattern=NAME_PATTERN)
+    hashicorp_ca_cert: Path | None = None
+    hashicorp_timeout_seconds: int = Field(default=5, ge=1, le=60)
+
+    # AWS, for LLERO_VAULT_BACKEND=aws or LLERO_VAULT_KEK_SOURCE=aws_kms. Credentials come from
+    # boto3's own chain (AWS_* variables, shared files, an instance or task role).
+    aws_region: str | None = Field(default=None, pattern=r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+    aws_endpoint_url: str | None = None
+    aws_secrets_prefix: str = Field(default="llero/", pattern=r"[A-Za-z0-9/_+=.@-]{0,256}")
+    aws_kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    aws_timeout_seconds: int = Field(default=5, ge=1, le=60)
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
@@ -264,6 +316,7 @@ def check_safe_to_serve(settings: Settings) -> None:
         raise SettingsError(
             "invalid setting LLERO_TLS_CERTFILE: set both LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE"
         )
+    check_vault_backends(settings)
     if (
         not _is_loopback(settings.host)
         and not settings.tls_enabled
@@ -273,4 +326,80 @@ def check_safe_to_serve(settings: Settings) -> None:
             f"invalid setting LLERO_HOST: listening on {settings.host} beyond loopback needs TLS "
             "(LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE) or a TLS-terminating proxy in "
             "LLERO_TRUSTED_PROXIES"
+        )
+
+
+def check_vault_backends(settings: Settings) -> None:
+    """Reject a vault backend or KEK source whose connection settings are missing or unsafe."""
+    uses_hashicorp = (
+        settings.vault_backend is VaultBackend.HASHICORP
+        or settings.vault_kek_source is KekSourceKind.HASHICORP_TRANSIT
+    )
+    uses_aws = (
+        settings.vault_backend is VaultBackend.AWS
+        or settings.vault_kek_source is KekSourceKind.AWS_KMS
+    )
+    if settings.vault_kek_source is not KekSourceKind.FILE and settings.master_key is not None:
+        raise SettingsError(
+            "invalid setting LLERO_MASTER_KEY: it cannot be used with "
+            f"LLERO_VAULT_KEK_SOURCE={settings.vault_kek_source}; unset one of them"
+        )
+    if uses_hashicorp:
+        _check_hashicorp(settings)
+    if uses_aws:
+        _check_aws(settings)
+
+
+def _check_hashicorp(settings: Settings) -> None:
+    if not settings.hashicorp_url:
+        raise SettingsError("invalid setting LLERO_HASHICORP_URL: set the Vault server's URL")
+    _check_service_url("LLERO_HASHICORP_URL", settings.hashicorp_url)
+    if settings.hashicorp_auth is HashiCorpAuthKind.TOKEN:
+        _check_one_of(
+            "LLERO_HASHICORP_TOKEN", settings.hashicorp_token, settings.hashicorp_token_file
+        )
+        return
+    if not settings.hashicorp_role_id:
+        raise SettingsError(
+            "invalid setting LLERO_HASHICORP_ROLE_ID: AppRole auth needs the role id"
+        )
+    _check_one_of(
+        "LLERO_HASHICORP_SECRET_ID", settings.hashicorp_secret_id, settings.hashicorp_secret_id_file
+    )
+
+
+def _check_aws(settings: Settings) -> None:
+    if not settings.aws_region:
+        raise SettingsError(
+            "invalid setting LLERO_AWS_REGION: set the AWS region, such as eu-west-1"
+        )
+    if settings.aws_endpoint_url:
+        _check_service_url("LLERO_AWS_ENDPOINT_URL", settings.aws_endpoint_url)
+    if settings.vault_kek_source is KekSourceKind.AWS_KMS and not settings.aws_kms_key_id:
+        raise SettingsError(
+            "invalid setting LLERO_AWS_KMS_KEY_ID: LLERO_VAULT_KEK_SOURCE=aws_kms needs a KMS key"
+        )
+
+
+def _check_one_of(variable: str, value: SecretStr | None, path: Path | None) -> None:
+    if (value is None) == (path is None):
+        raise SettingsError(
+            f"invalid setting {variable}: set either {variable} or {variable}_FILE, not both"
+            if value is not None
+            else f"invalid setting {variable}: set {variable} or {variable}_FILE"
+        )
+
+
+def _check_service_url(variable: str, url: str) -> None:
+    """Accept https, or http to a loopback address, so no credential crosses a network in clear."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(f"invalid setting {variable}: must be a URL like https://host:port")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise SettingsError(
+            f"invalid setting {variable}: must not contain a user, query or fragment"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError(
+            f"invalid setting {variable}: must use https unless the host is loopback"
         )

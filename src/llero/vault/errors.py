@@ -36,3 +36,46 @@ class CiphertextInvalid(LleroError):
         super().__init__("the stored secret cannot be decrypted")
         self.reason = reason
         self.kek_id = kek_id
+
+
+class BackendFailure(StrEnum):
+    UNREACHABLE = "unreachable"  # no connection, or it timed out
+    REFUSED = "refused"  # the backend answered 401 or 403
+    FAILED = "failed"  # any other error answer
+    MISSING = "missing"  # the value is gone from the backend
+    NOT_CONFIGURED = "not_configured"  # the value lives in a backend this server does not use
+
+
+class BackendUnavailable(LleroError):
+    """An external backend (HashiCorp Vault, AWS) did not do what the vault asked of it.
+
+    The message names the backend and the kind of failure, and never a token, key, path or value.
+    ``operation`` and ``status`` are for the log and the audit record.
+    """
+
+    code = "vault_backend_unavailable"
+
+    def __init__(
+        self,
+        backend: str,
+        operation: str,
+        failure: BackendFailure,
+        *,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(
+            f"the vault backend {backend} {_FAILURE_TEXT[failure]}; see the server log"
+        )
+        self.backend = backend
+        self.operation = operation
+        self.failure = failure
+        self.status = status
+
+
+_FAILURE_TEXT = {
+    BackendFailure.UNREACHABLE: "cannot be reached",
+    BackendFailure.REFUSED: "refused the request (check its credentials and policy)",
+    BackendFailure.FAILED: "returned an error",
+    BackendFailure.MISSING: "no longer has the value (it was deleted outside Llero)",
+    BackendFailure.NOT_CONFIGURED: "holds this value but is not configured on this server",
+}

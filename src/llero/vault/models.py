@@ -21,6 +21,9 @@ NAME_MAX = 64
 DESCRIPTION_MAX = 4096
 HINT_LENGTH = 4
 KEK_ID_LENGTH = 16
+BACKEND_MAX = 16
+# The longest reference an external backend may return; AWS secret names allow 512 characters.
+REFERENCE_MAX = 512
 
 
 class SecretKind(StrEnum):
@@ -48,21 +51,29 @@ class StoredSecret(Base):
     updated_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
 
 
+# A built-in value has an envelope until it is destroyed; an external one never has an envelope
+# and always has its reference, so the backend can still be told to destroy it after a failure.
+ENVELOPE_RULE = (
+    "(backend = 'builtin' AND destroyed AND envelope IS NULL AND kek_id IS NULL) OR "
+    "(backend = 'builtin' AND NOT destroyed AND envelope IS NOT NULL AND kek_id IS NOT NULL) OR "
+    "(backend <> 'builtin' AND envelope IS NULL AND kek_id IS NULL AND reference IS NOT NULL)"
+)
+
+
 class SecretVersion(Base):
     """One value of a secret, stored only as an envelope (see vault/envelope.py).
 
     Destroying a version deletes its envelope, wrapped data key included, and keeps the row as a
     record of what existed. The check constraint keeps ``destroyed`` and the envelope in step.
+
+    A value kept by an external backend (see vault/values.py) has no envelope: the row names the
+    backend and the ``reference`` under which that backend stores it.
     """
 
     __tablename__ = "secret_versions"
     __table_args__ = (
         UniqueConstraint("secret_id", "version", name="uq_secret_versions_secret_version"),
-        CheckConstraint(
-            "(destroyed AND envelope IS NULL AND kek_id IS NULL) OR "
-            "(NOT destroyed AND envelope IS NOT NULL AND kek_id IS NOT NULL)",
-            name="envelope_unless_destroyed",
-        ),
+        CheckConstraint(ENVELOPE_RULE, name="envelope_unless_destroyed"),
     )
 
     id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
@@ -75,6 +86,15 @@ class SecretVersion(Base):
     # find the records that still need an old KEK with an index instead of reading every envelope.
     kek_id: Mapped[str | None] = classified(
         DataClass.INTERNAL, String(KEK_ID_LENGTH), nullable=True, index=True
+    )
+    # Where the value lives: "builtin" (the envelope above), "hashicorp" or "aws".
+    backend: Mapped[str] = classified(
+        DataClass.INTERNAL, String(BACKEND_MAX), default="builtin", server_default="builtin"
+    )
+    # The path or secret name under which an external backend stores the value. It names no
+    # value and no credential, and an admin needs it to find the value in that backend.
+    reference: Mapped[str | None] = classified(
+        DataClass.INTERNAL, String(REFERENCE_MAX), nullable=True
     )
     # The last characters of the value, shown so a user can tell keys apart. Stored in plain text
     # on purpose, and left empty for values too short to give part of them away.

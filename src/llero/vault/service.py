@@ -1,7 +1,12 @@
 """Store, read and destroy secrets. Values go in and come out only as ``Secret`` objects.
 
-Each version's value is sealed in its own envelope bound to ("secret_versions", secret id,
-"value", version number), so an envelope copied to another secret or version does not decrypt.
+A ``ValueStore`` keeps the values (see vault/values.py). With the built-in store each version's
+value is sealed in its own envelope bound to ("secret_versions", secret id, "value", version
+number), so an envelope copied to another secret or version does not decrypt. Metadata stays in
+the database whichever store holds the values.
+
+When an external backend fails, the call fails with BackendUnavailable and nothing is written
+but a ``vault:backend_failed`` audit record; no other store is tried in its place.
 """
 
 import re
@@ -12,13 +17,15 @@ from sqlalchemy import ScalarSelect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from llero.audit.context import Origin, Target
+from llero.audit.events import AuditEvent
+from llero.audit.service import record_as
 from llero.crypto import Secret
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
 from llero.logs import get_logger
 from llero.storage.base import utc_now
 from llero.storage.db import Database
-from llero.vault.envelope import Binding, envelope_kek_id, open_plaintext, seal_plaintext
-from llero.vault.errors import CiphertextInvalid
+from llero.vault.errors import BackendFailure, BackendUnavailable, CiphertextInvalid
 from llero.vault.keyring import Keyring
 from llero.vault.models import (
     DESCRIPTION_MAX,
@@ -28,9 +35,18 @@ from llero.vault.models import (
     SecretVersion,
     StoredSecret,
 )
+from llero.vault.values import (
+    VALUE_FIELD,
+    VALUE_TABLE,
+    Backend,
+    BuiltinValueStore,
+    StoredValue,
+    ValueStore,
+    backend_label,
+    value_binding,
+)
 
-VALUE_TABLE = SecretVersion.__tablename__
-VALUE_FIELD = "value"
+__all__ = ["VALUE_FIELD", "VALUE_TABLE", "VaultService", "VersionInfo", "value_binding"]
 
 # Room for API keys, webhook secrets and PEM private keys, which take a few kilobytes at most.
 MAX_VALUE_BYTES = 64 * 1024
@@ -53,6 +69,7 @@ class VersionInfo:
     secret_id: int
     version: int
     hint: str
+    backend: str
     kek_id: str | None
     created_at: datetime
     rotated_at: datetime | None
@@ -62,16 +79,26 @@ class VersionInfo:
     destroyed_at: datetime | None
 
 
-def value_binding(secret_id: int, version: int) -> Binding:
-    return Binding(table=VALUE_TABLE, record_id=secret_id, field=VALUE_FIELD, version=version)
+# Who a failure is recorded for when the caller passes no origin.
+_SYSTEM_ORIGIN = Origin.system("vault")
 
 
 class VaultService:
-    """Secrets and their versions in the database, sealed with the keyring's current KEK."""
+    """Secrets and their versions in the database; values in ``store``, or sealed with the
+    keyring's current KEK in the database when no store is given."""
 
-    def __init__(self, database: Database, keyring: Keyring) -> None:
+    def __init__(
+        self, database: Database, keyring: Keyring, store: ValueStore | None = None
+    ) -> None:
         self._database = database
         self._keyring = keyring
+        self._builtin = BuiltinValueStore(keyring)
+        self._store: ValueStore = store or self._builtin
+
+    @property
+    def backend(self) -> Backend:
+        """The backend that new values are written to."""
+        return self._store.backend
 
     def create_secret(
         self,
@@ -82,15 +109,17 @@ class VaultService:
         description: str = "",
         owner_user_id: int | None = None,
         expires_at: datetime | None = None,
+        origin: Origin | None = None,
     ) -> VersionInfo:
         """Store a new secret with ``value`` as its version 1.
 
-        Raises InvalidInput for a bad name, description or value, and Conflict when the name is
-        taken.
+        Raises InvalidInput for a bad name, description or value, Conflict when the name is
+        taken, and BackendUnavailable when the value store fails (``origin`` is recorded then).
         """
         _check_name(name)
         _check_description(description)
         _checked_value(value)
+        placed: list[_Placed] = []
         try:
             with self._database.transaction() as session:
                 secret = StoredSecret(
@@ -102,22 +131,42 @@ class VaultService:
                 )
                 session.add(secret)
                 session.flush()
-                row = self._new_version(session, secret.id, 1, value, expires_at=expires_at)
+                row = self._new_version(session, placed, secret.id, 1, value, expires_at=expires_at)
         except IntegrityError:
+            self._discard(placed)
             raise Conflict(f"a secret named {name!r} already exists") from None
-        logger.info("vault_secret_created", secret_id=secret.id, kind=str(kind), version=1)
+        except BackendUnavailable as error:
+            self._record_failure(origin, error, secret_id=None, version=1, name=name)
+            raise
+        except BaseException:
+            self._discard(placed)
+            raise
+        logger.info(
+            "vault_secret_created",
+            secret_id=secret.id,
+            kind=str(kind),
+            version=1,
+            backend=row.backend,
+        )
         return _info(row)
 
     def add_version(
-        self, secret_id: int, value: Secret[str], *, expires_at: datetime | None = None
+        self,
+        secret_id: int,
+        value: Secret[str],
+        *,
+        expires_at: datetime | None = None,
+        origin: Origin | None = None,
     ) -> VersionInfo:
         """Store ``value`` as the secret's next version and make it current.
 
-        Raises NotFound for an unknown secret, and Conflict when another writer added a version
-        at the same moment (retry).
+        Raises NotFound for an unknown secret, Conflict when another writer added a version
+        at the same moment (retry), and BackendUnavailable when the value store fails.
         """
         _checked_value(value)
         moment = utc_now()
+        placed: list[_Placed] = []
+        number = 0
         try:
             with self._database.transaction() as session:
                 secret = _secret(session, secret_id)
@@ -132,52 +181,70 @@ class VaultService:
                 )
                 secret.current_version = number
                 secret.updated_at = moment
-                row = self._new_version(session, secret_id, number, value, expires_at=expires_at)
+                row = self._new_version(
+                    session, placed, secret_id, number, value, expires_at=expires_at
+                )
         except IntegrityError:
+            self._discard(placed)
             raise Conflict(f"secret {secret_id} changed meanwhile; retry") from None
-        logger.info("vault_secret_version_added", secret_id=secret_id, version=number)
+        except BackendUnavailable as error:
+            self._record_failure(origin, error, secret_id=secret_id, version=number)
+            raise
+        except BaseException:
+            self._discard(placed)
+            raise
+        logger.info(
+            "vault_secret_version_added", secret_id=secret_id, version=number, backend=row.backend
+        )
         return _info(row)
 
-    def read_plaintext(self, secret_id: int, version: int | None = None) -> Secret[str]:
-        """Decrypt a version (the current one by default) and record when it was last used.
+    def read_plaintext(
+        self, secret_id: int, version: int | None = None, *, origin: Origin | None = None
+    ) -> Secret[str]:
+        """Decrypt or fetch a version (the current one by default) and record when it was last
+        used.
 
         Raises NotFound for an unknown secret or version, Refused for a destroyed or expired
-        version, CiphertextInvalid when the stored envelope does not open, and VaultSealed.
+        version, CiphertextInvalid when the stored envelope does not open, VaultSealed, and
+        BackendUnavailable when the backend that holds the value fails.
         """
-        with self._database.transaction() as session:
-            stored = _stored_value(session, secret_id, version)
-            envelope = _usable_envelope(stored)
-            try:
-                plaintext = open_plaintext(
-                    self._keyring, envelope, value_binding(secret_id, stored.version)
-                )
-            except CiphertextInvalid as error:
-                logger.warning(
-                    "vault_decrypt_failed",
-                    secret_id=secret_id,
-                    version=stored.version,
-                    reason=str(error.reason),
-                    kek_id=error.kek_id,
-                )
-                raise
-            _record_use(session, stored)
+        stored: _StoredValue | None = None
+        try:
+            with self._database.transaction() as session:
+                stored = _stored_value(session, secret_id, version)
+                _check_usable(stored)
+                plaintext = self._open(stored)
+                _record_use(session, stored)
+        except BackendUnavailable as error:
+            number = stored.version if stored is not None else version
+            self._record_failure(origin, error, secret_id=secret_id, version=number)
+            raise
         return Secret(plaintext.reveal().decode("utf-8"))
 
-    def destroy_version(self, secret_id: int, version: int) -> VersionInfo:
-        """Delete a version's envelope, and with it the wrapped data key (crypto-shredding).
+    def destroy_version(
+        self, secret_id: int, version: int, *, origin: Origin | None = None
+    ) -> VersionInfo:
+        """Delete a version's value: its envelope with the wrapped data key (crypto-shredding),
+        or the value in the external backend, which is told to delete it first.
 
-        Once committed, nothing in the live database can decrypt that value. A backup taken
+        Once committed, nothing in the live database can decrypt a built-in value. A backup taken
         before still contains the envelope, which the KEK of that time can open. Rotating to a
-        new KEK and retiring the old one (rotation.py) makes such backups unreadable too.
+        new KEK and retiring the old one (rotation.py) makes such backups unreadable too. When
+        the backend fails, BackendUnavailable is raised and the version stays as it was.
         """
-        with self._database.transaction() as session:
-            row = _version(session, secret_id, version)
-            if not row.destroyed:
-                row.envelope = None
-                row.kek_id = None
-                row.hint = ""
-                row.destroyed = True
-                row.destroyed_at = utc_now()
+        try:
+            with self._database.transaction() as session:
+                row = _version(session, secret_id, version)
+                if not row.destroyed:
+                    self._store_for(row.backend).destroy(secret_id, version, _stored_of(row))
+                    row.envelope = None
+                    row.kek_id = None
+                    row.hint = ""
+                    row.destroyed = True
+                    row.destroyed_at = utc_now()
+        except BackendUnavailable as error:
+            self._record_failure(origin, error, secret_id=secret_id, version=version)
+            raise
         logger.info("vault_secret_version_destroyed", secret_id=secret_id, version=version)
         return _info(row)
 
@@ -194,25 +261,113 @@ class VaultService:
     def _new_version(
         self,
         session: Session,
+        placed: list["_Placed"],
         secret_id: int,
         number: int,
         value: Secret[str],
         *,
         expires_at: datetime | None,
     ) -> SecretVersion:
+        """Store the value and add its row; ``placed`` collects what to discard on rollback."""
         plaintext = Secret(_checked_value(value))
-        envelope = seal_plaintext(self._keyring, plaintext, value_binding(secret_id, number))
+        stored = self._store.put(secret_id, number, plaintext)
+        placed.append(_Placed(secret_id, number, stored))
         row = SecretVersion(
             secret_id=secret_id,
             version=number,
-            envelope=envelope,
-            kek_id=envelope_kek_id(envelope),
+            envelope=stored.envelope,
+            kek_id=stored.kek_id,
+            backend=stored.backend.value,
+            reference=stored.reference,
             hint=_hint(value),
             expires_at=expires_at,
         )
         session.add(row)
         session.flush()
         return row
+
+    def _open(self, stored: "_StoredValue") -> Secret[bytes]:
+        store = self._store_for(stored.backend)
+        try:
+            return store.get(stored.secret_id, stored.version, _stored_of(stored))
+        except CiphertextInvalid as error:
+            logger.warning(
+                "vault_decrypt_failed",
+                secret_id=stored.secret_id,
+                version=stored.version,
+                reason=str(error.reason),
+                kek_id=error.kek_id,
+            )
+            raise
+
+    def _store_for(self, backend: str) -> ValueStore:
+        """Return the store that holds values of ``backend``, never a stand-in for it."""
+        if backend == Backend.BUILTIN:
+            return self._builtin
+        if backend == self._store.backend:
+            return self._store
+        raise BackendUnavailable(backend_label(backend), "select", BackendFailure.NOT_CONFIGURED)
+
+    def _discard(self, placed: list["_Placed"]) -> None:
+        """Delete values that an external store accepted for a transaction that rolled back."""
+        for item in placed:
+            if item.stored.backend is Backend.BUILTIN:
+                continue
+            try:
+                self._store.destroy(item.secret_id, item.version, item.stored)
+            except BackendUnavailable as error:
+                # The value stays behind in the backend under its reference, unreferenced by any
+                # row. The log line gives an admin what is needed to delete it by hand.
+                logger.error(  # noqa: TRY400 - the cause is the failure logged just before
+                    "vault_backend_value_orphaned",
+                    backend=error.backend,
+                    secret_id=item.secret_id,
+                    version=item.version,
+                    reference=item.stored.reference,
+                )
+
+    def _record_failure(
+        self,
+        origin: Origin | None,
+        error: BackendUnavailable,
+        *,
+        secret_id: int | None,
+        version: int | None,
+        name: str | None = None,
+    ) -> None:
+        """Record a backend failure in its own transaction, since the action's rolled back."""
+        detail: dict[str, object] = {
+            "backend": error.backend,
+            "operation": error.operation,
+            "failure": str(error.failure),
+            "status": error.status,
+            "version": version,
+        }
+        if name is not None:
+            detail["name"] = name
+        logger.warning("vault_backend_failed", secret_id=secret_id, **detail)
+        target = None if secret_id is None else Target.of("secret", secret_id)
+        try:
+            with self._database.transaction() as session:
+                record_as(
+                    session,
+                    origin or _SYSTEM_ORIGIN,
+                    AuditEvent.VAULT_BACKEND_FAILED,
+                    target,
+                    detail,
+                )
+        # The call fails either way, and the caller must still get its 503.
+        except Exception:
+            logger.exception("vault_backend_failure_unaudited", secret_id=secret_id, **detail)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A value that a store accepted inside a transaction that has not committed yet."""
+
+    secret_id: int
+    version: int
+    stored: StoredValue
 
 
 def _secret(session: Session, secret_id: int) -> StoredSecret:
@@ -241,6 +396,9 @@ class _StoredValue:
     secret_id: int
     version: int
     envelope: bytes | None
+    kek_id: str | None
+    backend: str
+    reference: str | None
     destroyed: bool
     expires_at: datetime | None
     last_used_at: datetime | None
@@ -264,6 +422,9 @@ def _stored_value(session: Session, secret_id: int, version: int | None) -> _Sto
             SecretVersion.secret_id,
             SecretVersion.version,
             SecretVersion.envelope,
+            SecretVersion.kek_id,
+            SecretVersion.backend,
+            SecretVersion.reference,
             SecretVersion.destroyed,
             SecretVersion.expires_at,
             SecretVersion.last_used_at,
@@ -273,7 +434,7 @@ def _stored_value(session: Session, secret_id: int, version: int | None) -> _Sto
         _secret(session, secret_id)
         described = "current version" if version is None else f"version {version}"
         raise NotFound(f"{described} of secret {secret_id} not found")
-    return _StoredValue(*row)
+    return _StoredValue(**row._asdict())
 
 
 def _record_use(session: Session, stored: _StoredValue) -> None:
@@ -284,12 +445,17 @@ def _record_use(session: Session, stored: _StoredValue) -> None:
         )
 
 
-def _usable_envelope(row: _StoredValue) -> bytes:
-    if row.destroyed or row.envelope is None:
+def _check_usable(row: _StoredValue) -> None:
+    if row.destroyed:
         raise Refused(f"version {row.version} of secret {row.secret_id} was destroyed")
     if row.expires_at is not None and row.expires_at <= utc_now():
         raise Refused(f"version {row.version} of secret {row.secret_id} has expired")
-    return row.envelope
+
+
+def _stored_of(row: _StoredValue | SecretVersion) -> StoredValue:
+    return StoredValue(
+        Backend(row.backend), envelope=row.envelope, kek_id=row.kek_id, reference=row.reference
+    )
 
 
 def _check_name(name: str) -> None:
@@ -329,6 +495,7 @@ def _info(row: SecretVersion) -> VersionInfo:
         secret_id=row.secret_id,
         version=row.version,
         hint=row.hint,
+        backend=row.backend,
         kek_id=row.kek_id,
         created_at=row.created_at,
         rotated_at=row.rotated_at,

@@ -10,7 +10,9 @@ from llero.forge.routes import router as forge_router
 from llero.identity.routes import mount as mount_identity
 from llero.logs import ensure_logging
 from llero.storage.db import Database
+from llero.vault.backends import build_value_store
 from llero.vault.keyring import load_keyring
+from llero.vault.service import VaultService
 from llero.web import health
 from llero.web.errors import install_error_handlers
 from llero.web.middleware import (
@@ -41,6 +43,10 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     # The vault's key-encryption keys. Without a master key the keyring is sealed: nothing that
     # needs encryption works until an admin unseals it.
     app.state.keyring = load_keyring(settings.keys_dir, settings.master_key)
+    # Where secret values live (LLERO_VAULT_BACKEND). Routes use app.state.vault, so every
+    # secret goes to the one configured store.
+    app.state.value_store = build_value_store(settings, app.state.keyring)
+    app.state.vault = VaultService(app.state.database, app.state.keyring, app.state.value_store)
 
     install_error_handlers(app)
     mount_identity(app, settings)
