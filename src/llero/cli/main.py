@@ -6,6 +6,7 @@ options, environment variables or files.
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -17,12 +18,15 @@ from llero.cli.keys import keys
 from llero.cli.tools import tools
 from llero.cli.users import create_first_admin, print_enrollment, users
 from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
-from llero.config.settings import Settings, check_safe_to_serve, load_settings
+from llero.config.settings import KekSourceKind, Settings, check_safe_to_serve, load_settings
 from llero.errors import LleroError
 from llero.identity import service
 from llero.logs import configure_logging, ensure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
+from llero.vault.backends import build_key_service
+from llero.vault.errors import BackendUnavailable
+from llero.vault.kek_sources import create_wrapped_master_key
 from llero.web.app import create_app
 
 
@@ -87,8 +91,11 @@ def init(context: click.Context, admin_email: str | None) -> None:
     """
     settings = settings_from(context)
     make_private_dir(settings.data_dir)
-    created = create_key_files(settings.keys_dir)
-    check_key_files(settings.keys_dir)
+    file_kek = settings.vault_kek_source is KekSourceKind.FILE
+    created = create_key_files(settings.keys_dir, master_key=file_kek)
+    if not file_kek:
+        created += _wrapped_master_key(settings)
+    check_key_files(settings.keys_dir, master_key=file_kek)
     database = Database(settings.resolved_database_url)
     try:
         migrate.upgrade(database.engine)
@@ -99,6 +106,18 @@ def init(context: click.Context, admin_email: str | None) -> None:
     revision = migrate.head_revision()
     click.echo(f"data directory {settings.data_dir} is ready (database at migration {revision})")
     _first_admin(settings, admin_email)
+
+
+def _wrapped_master_key(settings: Settings) -> list[Path]:
+    """Have the external key service wrap a new base KEK; fail in one line when it cannot."""
+    service = build_key_service(settings)
+    if service is None:
+        return []
+    try:
+        path = create_wrapped_master_key(settings.keys_dir, service, settings.vault_kek_source)
+    except BackendUnavailable as error:
+        fail(error.message)
+    return [] if path is None else [path]
 
 
 def _first_admin(settings: Settings, email: str | None) -> None:
@@ -151,7 +170,7 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
     """
     settings = settings_from(context, host=host, port=port)
     check_safe_to_serve(settings)
-    check_key_files(settings.keys_dir)
+    check_key_files(settings.keys_dir, master_key=settings.vault_kek_source is KekSourceKind.FILE)
     database = Database(settings.resolved_database_url)
     if migrate.current_revision(database.engine) != migrate.head_revision():
         database.dispose()

@@ -94,11 +94,15 @@ def read_signing_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def create_key_files(keys_dir: Path) -> list[Path]:
-    """Create every missing key file; return the paths created. Existing files are kept."""
+def create_key_files(keys_dir: Path, *, master_key: bool = True) -> list[Path]:
+    """Create every missing key file; return the paths created. Existing files are kept.
+
+    ``master_key`` False leaves out master.key, for a base KEK that an external key service
+    wraps (see vault/kek_sources.py).
+    """
     make_private_dir(keys_dir)
     created = []
-    for name in (MASTER_KEY, AUDIT_KEY):
+    for name in (MASTER_KEY, AUDIT_KEY) if master_key else (AUDIT_KEY,):
         path = keys_dir / name
         if not path.exists():
             write_private_file(path, base64.b64encode(secrets.token_bytes(SYMMETRIC_KEY_BYTES)))
@@ -115,7 +119,7 @@ def create_key_files(keys_dir: Path) -> list[Path]:
     return created
 
 
-def check_key_files(keys_dir: Path) -> None:
+def check_key_files(keys_dir: Path, *, master_key: bool = True) -> None:
     """Read every key file once so a bad mode or content stops the start, not a later request.
 
     The signing keys are read as the ring that verifies tokens, so a rotated ring whose legacy
@@ -124,6 +128,7 @@ def check_key_files(keys_dir: Path) -> None:
     # Imported here because signing_keys imports this module for its file helpers.
     from llero.identity.signing_keys import load_signing_key_ring  # noqa: PLC0415
 
-    read_symmetric_key(keys_dir / MASTER_KEY)
+    if master_key:
+        read_symmetric_key(keys_dir / MASTER_KEY)
     read_symmetric_key(keys_dir / AUDIT_KEY)
     load_signing_key_ring(keys_dir)

@@ -254,7 +254,7 @@ def _reference(stored: StoredValue) -> str:
 
 
 def _field(document: Any, *keys: str) -> Any:
-    """Return a nested member of a JSON answer, or None when any step is missing."""
+    """Return a nested member of a JSON response, or None when any step is missing."""
     for key in keys:
         if not isinstance(document, dict):
             return None

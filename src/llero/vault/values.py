@@ -42,7 +42,7 @@ def backend_label(backend: str) -> str:
 
 @dataclass(frozen=True)
 class StoredValue:
-    """What a version's row keeps about its value: an envelope, or a reference to a backend."""
+    """The location of a version's value: an envelope in the row, or a reference to a backend."""
 
     backend: Backend
     envelope: bytes | None = None

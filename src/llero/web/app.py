@@ -11,7 +11,7 @@ from llero.identity.routes import mount as mount_identity
 from llero.logs import ensure_logging
 from llero.storage.db import Database
 from llero.vault.backends import build_value_store
-from llero.vault.keyring import load_keyring
+from llero.vault.kek_sources import load_vault_keyring
 from llero.vault.service import VaultService
 from llero.web import health
 from llero.web.errors import install_error_handlers
@@ -40,9 +40,9 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     # Every session of the app can record audit events; without the key nothing starts, so an
     # action can never run unaudited.
     attach_keys_to_factory(app.state.database.sessions, load_audit_keys(settings.keys_dir))
-    # The vault's key-encryption keys. Without a master key the keyring is sealed: nothing that
-    # needs encryption works until an admin unseals it.
-    app.state.keyring = load_keyring(settings.keys_dir, settings.master_key)
+    # The vault's key-encryption keys. Without a master key, or when the external key service
+    # fails, the keyring is sealed: nothing that needs encryption works until an admin unseals it.
+    app.state.keyring = load_vault_keyring(settings, app.state.database)
     # Where secret values live (LLERO_VAULT_BACKEND). Routes use app.state.vault, so every
     # secret goes to the one configured store.
     app.state.value_store = build_value_store(settings, app.state.keyring)
