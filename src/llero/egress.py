@@ -1,0 +1,259 @@
+"""Where Llero may send requests: the egress allowlist and the address rules behind it.
+
+Provider calls and webhook tools go to URLs that users type, so an unchecked URL would let a
+user make the server reach its own admin ports, the cloud metadata service or the office network
+(server-side request forgery). Two checks stop that:
+
+- When a URL is saved, ``check_url`` accepts only https to a host on the allowlist, or plain
+  http to a host and port that an admin allowed exactly (a local Ollama, say).
+- When a connection opens, ``GuardedBackend`` resolves the host once, checks every address with
+  ``check_address`` and connects to the address it checked, so a DNS answer that changes
+  between the check and the call (DNS rebinding) cannot reach a private address.
+
+Redirects are never followed: a redirect could name any host, so it is reported as an error.
+"""
+
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+from httpcore import AsyncNetworkBackend, AsyncNetworkStream
+
+from llero.errors import InvalidInput
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# The official hosts of the providers Llero speaks to out of the box.
+DEFAULT_ALLOWED_HOSTS = ("api.openai.com", "api.anthropic.com")
+URL_MAX = 2048
+
+# IPv6 prefixes that carry an IPv4 address inside: NAT64 (RFC 6052) and 6to4 (RFC 3056).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+
+class EgressRefused(InvalidInput):
+    """A URL or address that Llero must not send a request to; the message names the rule."""
+
+    code = "egress_refused"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A host and port that an admin allowed, including private and loopback addresses."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Endpoint":
+        """Parse ``host:port`` or ``[v6]:port``; raise ValueError naming the problem."""
+        parts = urlsplit(f"//{text.strip()}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{text!r} has an invalid port") from None
+        if not parts.hostname or port is None:
+            raise ValueError(f"{text!r} must be host:port, such as 127.0.0.1:11434")
+        return cls(parts.hostname.lower(), port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """The hosts reachable over https, and the exact endpoints allowed to be private."""
+
+    allowed_hosts: frozenset[str] = frozenset(DEFAULT_ALLOWED_HOSTS)
+    allowed_endpoints: frozenset[Endpoint] = frozenset()
+
+    @classmethod
+    def of(cls, hosts: Iterable[str], endpoints: Iterable[str]) -> "EgressPolicy":
+        return cls(
+            frozenset(host.strip().lower() for host in hosts if host.strip()),
+            frozenset(Endpoint.parse(item) for item in endpoints if item.strip()),
+        )
+
+    def allows_endpoint(self, host: str, port: int) -> bool:
+        return Endpoint(host.lower(), port) in self.allowed_endpoints
+
+
+@dataclass(frozen=True)
+class Target:
+    """A URL that passed ``check_url``: its scheme, host and effective port."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+
+
+def check_url(url: str, policy: EgressPolicy) -> Target:
+    """Return the target of ``url`` when the policy allows it; raise EgressRefused otherwise."""
+    if len(url) > URL_MAX:
+        raise EgressRefused(f"the URL is longer than {URL_MAX} characters")
+    if not url.isascii() or any(char.isspace() for char in url):
+        raise EgressRefused(
+            "the URL must be ASCII without spaces; write a non-ASCII host in punycode"
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in {"http", "https"}:
+        raise EgressRefused(f"the URL scheme must be https, not {scheme or 'missing'!r}")
+    if parts.username is not None or parts.password is not None:
+        raise EgressRefused("the URL must not contain a user name or password")
+    if parts.fragment:
+        raise EgressRefused("the URL must not contain a fragment")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise EgressRefused("the URL has no host")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise EgressRefused("the URL has an invalid port") from None
+
+    if policy.allows_endpoint(host, port):
+        return Target(url, scheme, host, port)
+    if scheme != "https":
+        raise EgressRefused(
+            f"plain http is allowed only to endpoints an admin listed; {host}:{port} is not one"
+        )
+    if host not in policy.allowed_hosts:
+        raise EgressRefused(f"the host {host!r} is not on the egress allowlist")
+    literal = _literal_address(host)
+    if literal is not None and is_special(literal):
+        raise EgressRefused(f"the address {host} is private, loopback or reserved")
+    return Target(url, scheme, host, port)
+
+
+def is_special(address: IPAddress) -> bool:
+    """Return whether ``address`` is not a public unicast address (private, loopback, ...).
+
+    IPv4 addresses carried inside IPv6 (mapped, NAT64, 6to4) are judged by the IPv4 address.
+    """
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return is_special(embedded)
+    return not address.is_global or address.is_multicast
+
+
+def check_address(address: IPAddress, host: str, port: int, policy: EgressPolicy) -> None:
+    """Raise EgressRefused when a connection to ``address`` for ``host:port`` is not allowed."""
+    if is_special(address) and not policy.allows_endpoint(host, port):
+        raise EgressRefused(
+            f"{host}:{port} resolves to {address}, a private, loopback or reserved address "
+            "that no admin allowed"
+        )
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _SIX_TO_FOUR:
+        return address.sixtofour
+    return None
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
+
+
+async def system_resolver(host: str, port: int) -> Sequence[IPAddress]:
+    """Resolve ``host`` with the operating system's resolver."""
+    import anyio  # noqa: PLC0415 - imported where used, like httpcore does
+
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+
+class GuardedBackend(AsyncNetworkBackend):
+    """A network backend that checks every address before it connects, and connects to it.
+
+    httpcore starts TLS with the URL's host name after ``connect_tcp`` returns, so certificates
+    are still checked against the name, not the address.
+    """
+
+    def __init__(self, policy: EgressPolicy, resolver: Resolver = system_resolver) -> None:
+        self._policy = policy
+        self._resolver = resolver
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> AsyncNetworkStream:
+        literal = _literal_address(host)
+        addresses = [literal] if literal is not None else await self._resolver(host, port)
+        if not addresses:
+            raise EgressRefused(f"{host} did not resolve to any address")
+        # Every address must pass: a resolver answer mixing public and private addresses is a
+        # known way to slip a private one past a check of the first.
+        for address in addresses:
+            check_address(address, host, port, self._policy)
+        return await self._inner.connect_tcp(
+            str(addresses[0]), port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> AsyncNetworkStream:
+        raise EgressRefused("Llero does not send requests to Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """An httpx transport whose connections pass the egress rules; no proxy, no environment."""
+
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        resolver: Resolver = system_resolver,
+        *,
+        max_connections: int = 100,
+    ) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+            network_backend=GuardedBackend(policy, resolver),
+        )
+
+
+def guarded_client(
+    policy: EgressPolicy,
+    *,
+    timeout: httpx.Timeout,
+    resolver: Resolver = system_resolver,
+) -> httpx.AsyncClient:
+    """Return a client for outbound calls: egress-checked, no redirects, no proxies from env."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(policy, resolver),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+    )
