@@ -1,0 +1,1 @@
+"""Wire protocols of the LLM providers: OpenAI chat completions and Anthropic messages."""
