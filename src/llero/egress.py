@@ -14,6 +14,7 @@ Redirects are never followed: a redirect could name any host, so it is reported 
 """
 
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ URL_MAX = 2048
 # IPv6 prefixes that carry an IPv4 address inside: NAT64 (RFC 6052) and 6to4 (RFC 3056).
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+# The instance metadata service of AWS on IPv6 (Nitro instances); a unique local address, so
+# is_link_local does not cover it.
+_AWS_METADATA_V6 = ipaddress.IPv6Address("fd00:ec2::254")
 
 
 class EgressRefused(InvalidInput):
@@ -65,6 +69,71 @@ class Endpoint:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+
+# A DNS name: dot-separated labels of letters, digits and hyphens (RFC 1123), in punycode.
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+HOST_MAX = 253
+
+
+def parse_allowed_host(text: str) -> str:
+    """Return ``text`` as an allowlist host (lower case); raise ValueError naming the problem.
+
+    An allowlisted host is reached over https only, and never at a private address, so an entry
+    that could only ever be private (a private IP literal) is rejected with a pointer to the
+    endpoint list instead of being accepted and then refused at every call.
+    """
+    host = text.strip().lower()
+    if not host or len(host) > HOST_MAX:
+        raise ValueError(f"{text!r} must be a host name of 1 to {HOST_MAX} characters")
+    literal = _literal_address(host)
+    if literal is not None:
+        if is_special(literal):
+            raise ValueError(
+                f"{host} is a private, loopback or reserved address; allow it as host:port in "
+                "the endpoint list instead"
+            )
+        return host
+    if not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+        raise ValueError(
+            f"{text!r} must be a plain host name such as api.openai.com, without scheme, port, "
+            "path or wildcard; write a non-ASCII name in punycode"
+        )
+    return host
+
+
+def parse_allowed_endpoint(text: str) -> Endpoint:
+    """Return ``text`` as an allowed endpoint; raise ValueError naming the problem.
+
+    Link-local addresses are rejected: 169.254.169.254 and fd00:ec2::254 are where cloud
+    metadata services hand out credentials, and no model server is reached there.
+    """
+    if any(char in text for char in "/?#@"):
+        raise ValueError(f"{text!r} must be host:port only, without scheme, path or user")
+    endpoint = Endpoint.parse(text)
+    if endpoint.port == 0:
+        raise ValueError(f"{text!r} has port 0; use a port from 1 to 65535")
+    literal = _literal_address(endpoint.host)
+    if literal is None:
+        return Endpoint(parse_allowed_host(endpoint.host), endpoint.port)
+    if _never_allowed(literal):
+        raise ValueError(
+            f"{endpoint.host} is a link-local, multicast or unspecified address, where cloud "
+            "metadata services answer; it cannot be allowed"
+        )
+    return endpoint
+
+
+def _never_allowed(address: IPAddress) -> bool:
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return _never_allowed(embedded)
+    return (
+        address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address == _AWS_METADATA_V6
+    )
 
 
 @dataclass(frozen=True)

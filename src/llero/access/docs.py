@@ -32,6 +32,12 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.JWKS_READ: "Read the public keys that verify access tokens.",
     Permission.PROFILE_READ: "Read one's own account.",
     Permission.PROFILE_UPDATE: "Change one's own display name.",
+    Permission.PROVIDER_CREATE: "Configure LLM providers: base URL, key and model prices.",
+    Permission.PROVIDER_DELETE: "Delete providers that no agent uses.",
+    Permission.PROVIDER_READ: "List providers with their models and prices.",
+    Permission.PROVIDER_UPDATE: (
+        "Change providers and attach or detach their keys; see base URLs and secret ids."
+    ),
     Permission.TOOL_CREATE: "Create tools.",
     Permission.TOOL_DELETE: "Delete tools.",
     Permission.TOOL_EXPORT: "Export tools in provider formats.",

@@ -37,15 +37,19 @@ _SELF_SERVICE = frozenset(
     }
 )
 
+# Everyone who may see agents may see which providers and models exist and what they cost. The
+# provider routes show base URLs and secret ids only to holders of provider:update.
 _VIEWER = _SELF_SERVICE | {
     Permission.AGENT_READ,
     Permission.CATEGORY_READ,
+    Permission.PROVIDER_READ,
     Permission.TOOL_EXPORT,
     Permission.TOOL_READ,
 }
 
 # Developers build tools and agents. The agent status route stays with admins, because it can
-# lift a quarantine, and categories are shared by everyone, so admins curate them.
+# lift a quarantine, and categories are shared by everyone, so admins curate them. Providers
+# decide where keys go, so they stay with admins too.
 _DEVELOPER = _VIEWER | {
     Permission.AGENT_CREATE,
     Permission.AGENT_DELETE,

@@ -28,6 +28,8 @@ class AuditEvent(StrEnum):
     INCIDENT_REVOKE_ALL = "incident:revoke_all"
     PROVIDER_CREATED = "provider:created"
     PROVIDER_DELETED = "provider:deleted"
+    PROVIDER_SECRET_ATTACHED = "provider:secret_attached"  # noqa: S105 - an event name
+    PROVIDER_SECRET_DETACHED = "provider:secret_detached"  # noqa: S105 - an event name
     PROVIDER_UPDATED = "provider:updated"
     ROLE_GRANTED = "role:granted"
     ROLE_REVOKED = "role:revoked"

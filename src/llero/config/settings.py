@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llero.config.keyfiles import SYMMETRIC_KEY_BYTES
+from llero.egress import DEFAULT_ALLOWED_HOSTS, parse_allowed_endpoint, parse_allowed_host
 from llero.errors import SettingsError
 from llero.identity.policy import MAXIMUM_LENGTH, MFA_MINIMUM_LENGTH, check_minimum_length
 
@@ -137,6 +138,12 @@ class Settings(BaseSettings):
     aws_kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
     aws_timeout_seconds: int = Field(default=5, ge=1, le=60)
 
+    # Where provider calls and webhook tools may go (llero.egress). Hosts are reached over
+    # https at public addresses only. Endpoints are exact host:port pairs that may be private or
+    # loopback, such as a local Ollama at 127.0.0.1:11434.
+    egress_allowed_hosts: CommaList = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
+    egress_allowed_endpoints: CommaList = Field(default_factory=list)
+
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
 
@@ -182,6 +189,21 @@ class Settings(BaseSettings):
             if "*" in host or "/" in host or not host:
                 raise ValueError(f"{host!r} must be a plain host name, without wildcards")
         return [host.lower() for host in value]
+
+    @field_validator("egress_allowed_hosts", "egress_allowed_endpoints", mode="before")
+    @classmethod
+    def _egress_comma_separated(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("egress_allowed_hosts")
+    @classmethod
+    def _egress_hosts_are_names(cls, value: list[str]) -> list[str]:
+        return [parse_allowed_host(host) for host in value]
+
+    @field_validator("egress_allowed_endpoints")
+    @classmethod
+    def _egress_endpoints_are_exact(cls, value: list[str]) -> list[str]:
+        return [str(parse_allowed_endpoint(item)) for item in value]
 
     @field_validator("log_level")
     @classmethod

@@ -1,5 +1,6 @@
 """Import every model module so ``Base.metadata`` is complete for migrations and checks."""
 
+from llero.academy import providers as provider_models
 from llero.audit import models as audit_models
 from llero.barracks import models as barracks_models
 from llero.forge import models as forge_models
@@ -7,6 +8,13 @@ from llero.identity import models as identity_models
 from llero.storage.base import Base
 from llero.vault import models as vault_models
 
-MODEL_MODULES = (forge_models, barracks_models, identity_models, audit_models, vault_models)
+MODEL_MODULES = (
+    forge_models,
+    barracks_models,
+    identity_models,
+    audit_models,
+    vault_models,
+    provider_models,
+)
 
 metadata = Base.metadata

@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 import llero
+from llero.academy.provider_routes import router as provider_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
 from llero.barracks.routes import router as barracks_router
 from llero.config.settings import Settings
@@ -53,6 +54,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(forge_router, prefix="/api")
     app.include_router(barracks_router, prefix="/api")
+    app.include_router(provider_router, prefix="/api")
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
     app.add_middleware(
