@@ -42,6 +42,7 @@ _SELF_SERVICE = frozenset(
 _VIEWER = _SELF_SERVICE | {
     Permission.AGENT_READ,
     Permission.CATEGORY_READ,
+    Permission.CHAT_SESSION_READ,
     Permission.PROVIDER_READ,
     Permission.TOOL_EXPORT,
     Permission.TOOL_READ,
@@ -54,6 +55,9 @@ _DEVELOPER = _VIEWER | {
     Permission.AGENT_CREATE,
     Permission.AGENT_DELETE,
     Permission.AGENT_UPDATE,
+    Permission.CHAT_SESSION_CREATE,
+    Permission.CHAT_SESSION_DELETE,
+    Permission.CHAT_SESSION_RUN,
     Permission.TOOL_CREATE,
     Permission.TOOL_DELETE,
     Permission.TOOL_IMPORT,

@@ -23,6 +23,8 @@ class AuditEvent(StrEnum):
     CATEGORY_CREATED = "category:created"
     CATEGORY_DELETED = "category:deleted"
     CATEGORY_UPDATED = "category:updated"
+    CHAT_SESSION_CREATED = "chat_session:created"
+    CHAT_SESSION_DELETED = "chat_session:deleted"
     GRANT_CREATED = "grant:created"
     GRANT_REVOKED = "grant:revoked"
     INCIDENT_REVOKE_ALL = "incident:revoke_all"

@@ -9,7 +9,7 @@ stops a run whose agent was quarantined or whose budget ran out since the last s
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -52,6 +52,7 @@ class RunnableTool:
     model_tool: ModelTool
     mode: ToolMode
     url: str | None = None
+    signing_secret_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -201,5 +202,3 @@ def check_call(spec: ToolSpec, arguments_text: str) -> tuple[dict[str, Any], str
         return arguments, f"invalid arguments: {shown}"
     return arguments, ""
 
-
-Saver = Callable[[Message], Awaitable[None]]

@@ -3,6 +3,7 @@
 from llero.academy import providers as provider_models
 from llero.audit import models as audit_models
 from llero.barracks import models as barracks_models
+from llero.command import models as command_models
 from llero.forge import models as forge_models
 from llero.identity import models as identity_models
 from llero.storage.base import Base
@@ -15,6 +16,7 @@ MODEL_MODULES = (
     audit_models,
     vault_models,
     provider_models,
+    command_models,
 )
 
 metadata = Base.metadata

@@ -6,6 +6,9 @@ import llero
 from llero.academy.provider_routes import router as provider_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
 from llero.barracks.routes import router as barracks_router
+from llero.command.brokers import UnconfiguredAcademy
+from llero.command.engine import Engine
+from llero.command.routes import router as command_router
 from llero.config.settings import Settings
 from llero.forge.routes import router as forge_router
 from llero.identity.routes import mount as mount_identity
@@ -55,6 +58,10 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(forge_router, prefix="/api")
     app.include_router(barracks_router, prefix="/api")
     app.include_router(provider_router, prefix="/api")
+    app.include_router(command_router, prefix="/api")
+    app.state.command_engine = Engine(
+        app.state.database, app.state.keyring, UnconfiguredAcademy(settings)
+    )
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
     app.add_middleware(

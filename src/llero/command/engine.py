@@ -1,0 +1,357 @@
+"""Run a session's turn: load it, call the provider with a brokered key, run tools, store all.
+
+The run loop (``llero.command.run``) decides; this module connects it to the world. Database
+work happens in short transactions between provider calls, never across one, so a slow
+provider holds no lock. Each message is stored before the loop goes on, so a run that fails
+midway leaves a history the next message continues from.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from llero.audit.context import Actor, Origin
+from llero.barracks.models import Agent as StoredAgent
+from llero.command import service
+from llero.command.models import ChatSession, ChatStatus, ToolRunner
+from llero.command.providers.base import (
+    ChatRequest,
+    Completion,
+    Message,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from llero.command.providers.base import ToolSpec as ModelTool
+from llero.command.providers.client import Endpoint, ProviderClient
+from llero.command.run import (
+    Agent,
+    RunHooks,
+    RunLimits,
+    RunnableTool,
+    RunResult,
+    RunStatus,
+    RunStopped,
+    ToolMode,
+    ToolOutput,
+    run,
+)
+from llero.command.webhooks import call_webhook
+from llero.crypto import Secret
+from llero.egress import EgressPolicy, guarded_client
+from llero.errors import LleroError, NotFound, Refused
+from llero.forge.formats import export_tool
+from llero.forge.service import spec_of
+from llero.storage.base import utc_now
+from llero.storage.db import Database
+from llero.vault.keyring import Keyring
+
+OnText = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProviderRoute:
+    """Where an agent's model calls go, and the secret and purpose its key is resolved under."""
+
+    endpoint: Endpoint
+    model: str
+    secret_id: int | None
+    purpose: str
+
+
+class Academy(Protocol):
+    """What the Command Center needs from providers, secrets, grants and budgets."""
+
+    def route(self, session: Session, agent: StoredAgent) -> ProviderRoute: ...
+
+    def resolve(
+        self,
+        session: Session,
+        *,
+        agent_id: int,
+        secret_id: int,
+        purpose: str,
+        session_ref: str,
+        origin: Origin,
+    ) -> Secret[str]: ...
+
+    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> None: ...
+
+    def record_usage(
+        self,
+        session: Session,
+        *,
+        user_id: int,
+        agent_id: int,
+        chat_id: int,
+        route: ProviderRoute,
+        usage: Usage,
+    ) -> None: ...
+
+    def egress_policy(self, session: Session) -> EgressPolicy: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    limits: RunLimits = field(default_factory=RunLimits)
+    provider_timeout: httpx.Timeout = field(
+        default_factory=lambda: httpx.Timeout(60.0, connect=10.0)
+    )
+    webhook_timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(15.0, connect=5.0))
+
+
+class Engine:
+    """Runs turns of sessions; one per app."""
+
+    def __init__(
+        self,
+        database: Database,
+        keyring: Keyring,
+        academy: Academy,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.database = database
+        self.keyring = keyring
+        self.academy = academy
+        self.settings = settings or EngineSettings()
+
+    async def send(
+        self, user_id: int, origin: Origin, chat_id: int, text: str, on_text: OnText | None = None
+    ) -> RunResult:
+        """Add the user's message to the session and run the agent until it answers or waits."""
+
+        def start(session: Session) -> None:
+            service.owned_session(session, user_id, chat_id)
+            service.begin_run(session, chat_id, expected=[ChatStatus.IDLE])
+            service.append_message(session, self.keyring, chat_id, Message("user", text))
+
+        await self._write(start)
+        return await self._run(user_id, origin, chat_id, on_text)
+
+    async def submit_tool_results(
+        self,
+        user_id: int,
+        origin: Origin,
+        chat_id: int,
+        results: Mapping[str, str],
+        on_text: OnText | None = None,
+    ) -> RunResult:
+        """Store the client's results for the pending tool calls and continue the run."""
+
+        def start(session: Session) -> None:
+            service.owned_session(session, user_id, chat_id)
+            service.begin_run(session, chat_id, expected=[ChatStatus.AWAITING_TOOL_RESULTS])
+            pending = service.pending_calls(service.history(session, self.keyring, chat_id))
+            expected = {call.id for call in pending}
+            if set(results) != expected:
+                missing = sorted(expected - set(results))
+                unknown = sorted(set(results) - expected)
+                raise Refused(
+                    f"post one result for each pending tool call; missing: {missing or 'none'}, "
+                    f"not pending: {unknown or 'none'}"
+                )
+            for call in pending:
+                reply = Message("tool", results[call.id], tool_call_id=call.id)
+                service.append_message(session, self.keyring, chat_id, reply)
+
+        await self._write(start)
+        return await self._run(user_id, origin, chat_id, on_text)
+
+    async def _run(
+        self, user_id: int, origin: Origin, chat_id: int, on_text: OnText | None
+    ) -> RunResult:
+        status = ChatStatus.IDLE
+        try:
+            prepared = await self._read(lambda session: self._prepare(session, chat_id))
+            agent, history, stored_agent_id = prepared
+            policy = await self._read(self.academy.egress_policy)
+            async with (
+                guarded_client(policy, timeout=self.settings.provider_timeout) as provider_http,
+                guarded_client(policy, timeout=self.settings.webhook_timeout) as webhook_http,
+            ):
+                hooks = _Hooks(
+                    self,
+                    _RunScope(user_id, chat_id, stored_agent_id),
+                    ProviderClient(provider_http),
+                    webhook_http,
+                    on_text,
+                )
+                result = await run(agent, history, hooks, self.settings.limits)
+        except LleroError as error:
+            result = RunResult(RunStatus.FAILED, error=error.message)
+        if result.status is RunStatus.AWAITING_TOOL_RESULTS:
+            status = ChatStatus.AWAITING_TOOL_RESULTS
+        await self._write(lambda session: service.end_run(session, chat_id, status))
+        return result
+
+    def _prepare(self, session: Session, chat_id: int) -> tuple[Agent, list[Message], int]:
+        chat = session.get(ChatSession, chat_id)
+        if chat is None:
+            raise NotFound("session not found")
+        stored = service.runnable_agent(session, chat.agent_id, utc_now())
+        route = self.academy.route(session, stored)
+        tools = {tool.name: _runnable(session, tool, route) for tool in stored.toolkit}
+        agent = Agent(route.model, stored.system_prompt, tools)
+        return agent, service.history(session, self.keyring, chat_id), stored.id
+
+    async def _write(self, work: Callable[[Session], Any]) -> Any:
+        def transaction() -> Any:
+            with self.database.transaction() as session:
+                return work(session)
+
+        return await run_in_threadpool(transaction)
+
+    async def _read(self, work: Callable[[Session], Any]) -> Any:
+        return await self._write(work)
+
+
+def _runnable(session: Session, tool: Any, route: ProviderRoute) -> RunnableTool:
+    spec = spec_of(tool)
+    exported = export_tool(spec, route.endpoint.protocol.value)
+    model_tool = _model_tool(exported)
+    runner = session.get(ToolRunner, tool.id)
+    if runner is None or runner.mode == ToolMode.CLIENT:
+        return RunnableTool(spec, model_tool, ToolMode.CLIENT)
+    return RunnableTool(
+        spec, model_tool, ToolMode.WEBHOOK, runner.url, signing_secret_id=runner.signing_secret_id
+    )
+
+
+def _model_tool(exported: Mapping[str, Any]) -> ModelTool:
+    # OpenAI's export wraps the function; Anthropic's is flat with input_schema.
+    function = exported.get("function", exported)
+    parameters = function.get("parameters") or function.get("input_schema") or {}
+    return ModelTool(function["name"], function.get("description", ""), parameters)
+
+
+@dataclass(frozen=True)
+class _RunScope:
+    user_id: int
+    chat_id: int
+    agent_id: int
+
+
+class _Hooks(RunHooks):
+    def __init__(
+        self,
+        engine: Engine,
+        scope: _RunScope,
+        client: ProviderClient,
+        webhook_http: httpx.AsyncClient,
+        on_text: OnText | None,
+    ) -> None:
+        self._engine = engine
+        self._user_id = scope.user_id
+        self._chat_id = scope.chat_id
+        self._agent_id = scope.agent_id
+        self._client = client
+        self._webhook_http = webhook_http
+        self._on_text = on_text
+        self._origin = Origin(Actor.agent(scope.agent_id))
+
+    async def before_step(self) -> None:
+        def check(session: Session) -> None:
+            try:
+                service.runnable_agent(session, self._agent_id, utc_now())
+            except (Refused, NotFound) as error:
+                raise RunStopped(error.message) from None
+            self._engine.academy.check_budget(
+                session, user_id=self._user_id, agent_id=self._agent_id
+            )
+
+        try:
+            await self._engine._read(check)
+        except Refused as refusal:
+            raise RunStopped(refusal.message) from None
+
+    async def call_model(self, request: ChatRequest) -> Completion:
+        academy = self._engine.academy
+
+        def broker(session: Session) -> tuple[ProviderRoute, Secret[str] | None]:
+            agent = session.get(StoredAgent, self._agent_id)
+            if agent is None:
+                raise NotFound("agent not found")
+            route = academy.route(session, agent)
+            key = None
+            if route.secret_id is not None:
+                key = academy.resolve(
+                    session,
+                    agent_id=self._agent_id,
+                    secret_id=route.secret_id,
+                    purpose=route.purpose,
+                    session_ref=f"chat_session:{self._chat_id}",
+                    origin=self._origin,
+                )
+            return route, key
+
+        route, key = await self._engine._write(broker)
+        completion = await self._complete(route, request, key)
+
+        def meter(session: Session) -> None:
+            academy.record_usage(
+                session,
+                user_id=self._user_id,
+                agent_id=self._agent_id,
+                chat_id=self._chat_id,
+                route=route,
+                usage=completion.usage,
+            )
+
+        await self._engine._write(meter)
+        return completion
+
+    async def _complete(
+        self, route: ProviderRoute, request: ChatRequest, key: Secret[str] | None
+    ) -> Completion:
+        if self._on_text is None:
+            return await self._client.complete(route.endpoint, request, key)
+        async for event in self._client.stream(route.endpoint, request, key):
+            if isinstance(event, TextDelta):
+                await self._on_text(event.text)
+            else:
+                return event
+        raise AssertionError("a provider stream always ends with a completion")
+
+    async def run_webhook(
+        self, tool: RunnableTool, call: ToolCall, arguments: Mapping[str, Any]
+    ) -> ToolOutput:
+        if tool.url is None:
+            return ToolOutput(False, f"error: the tool {call.name} has no webhook URL")
+        result = await call_webhook(
+            self._webhook_http,
+            tool.url,
+            call_id=call.id,
+            tool_name=call.name,
+            arguments=arguments,
+            key=await self._signing_key(tool),
+        )
+        return ToolOutput(result.ok, result.content if result.ok else f"error: {result.content}")
+
+    async def _signing_key(self, tool: RunnableTool) -> Secret[str] | None:
+        secret_id = tool.signing_secret_id
+        if secret_id is None:
+            return None
+
+        def resolve(session: Session) -> Secret[str]:
+            return self._engine.academy.resolve(
+                session,
+                agent_id=self._agent_id,
+                secret_id=secret_id,
+                purpose=f"webhook:{tool.spec.name.lower()}",
+                session_ref=f"chat_session:{self._chat_id}",
+                origin=self._origin,
+            )
+
+        key: Secret[str] = await self._engine._write(resolve)
+        return key
+
+    async def save(self, message: Message) -> None:
+        await self._engine._write(
+            lambda session: service.append_message(
+                session, self._engine.keyring, self._chat_id, message
+            )
+        )
