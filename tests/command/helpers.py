@@ -32,7 +32,7 @@ class LocalAcademy:
     protocol: WireProtocol = WireProtocol.OPENAI
     allowed: list[str] = field(default_factory=list)
     over_budget: bool = False
-    usage: list[tuple[int, int, int, Usage]] = field(default_factory=list)
+    usage: list[tuple[int, int, int | None, Usage]] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
 
     def route(self, session: Session, agent: Agent) -> ProviderRoute:
@@ -63,7 +63,7 @@ class LocalAcademy:
         *,
         user_id: int,
         agent_id: int,
-        chat_id: int,
+        chat_id: int | None,
         route: ProviderRoute,
         usage: Usage,
     ) -> None:
@@ -111,3 +111,29 @@ def serve_webhooks() -> Iterator[WebhookServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serve_app(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+    import time  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        def install_signal_handlers(self) -> None:
+            return
+
+    server = Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the Llero test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

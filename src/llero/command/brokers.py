@@ -47,7 +47,7 @@ class UnconfiguredAcademy:
         *,
         user_id: int,
         agent_id: int,
-        chat_id: int,
+        chat_id: int | None,
         route: ProviderRoute,
         usage: Usage,
     ) -> None:

@@ -6,11 +6,14 @@ provider holds no lock. Each message is stored before the loop goes on, so a run
 midway leaves a history the next message continues from.
 """
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -87,7 +90,7 @@ class Academy(Protocol):
         *,
         user_id: int,
         agent_id: int,
-        chat_id: int,
+        chat_id: int | None,
         route: ProviderRoute,
         usage: Usage,
     ) -> None: ...
@@ -118,6 +121,9 @@ class Engine:
         self.keyring = keyring
         self.academy = academy
         self.settings = settings or EngineSettings()
+        self._http_clients: dict[
+            tuple[int, EgressPolicy], tuple[httpx.AsyncClient, httpx.AsyncClient]
+        ] = {}
 
     async def send(
         self, user_id: int, origin: Origin, chat_id: int, text: str, on_text: OnText | None = None
@@ -168,19 +174,8 @@ class Engine:
         try:
             prepared = await self._read(lambda session: self._prepare(session, chat_id))
             agent, history, stored_agent_id = prepared
-            policy = await self._read(self.academy.egress_policy)
-            async with (
-                guarded_client(policy, timeout=self.settings.provider_timeout) as provider_http,
-                guarded_client(policy, timeout=self.settings.webhook_timeout) as webhook_http,
-            ):
-                hooks = _Hooks(
-                    self,
-                    _RunScope(user_id, chat_id, stored_agent_id),
-                    ProviderClient(provider_http),
-                    webhook_http,
-                    on_text,
-                )
-                result = await run(agent, history, hooks, self.settings.limits)
+            scope = _RunScope(user_id, chat_id, stored_agent_id)
+            result = await self._loop(scope, agent, history, on_text, save=True)
         except LleroError as error:
             result = RunResult(RunStatus.FAILED, error=error.message)
         if result.status is RunStatus.AWAITING_TOOL_RESULTS:
@@ -188,15 +183,85 @@ class Engine:
         await self._write(lambda session: service.end_run(session, chat_id, status))
         return result
 
+    async def run_stateless(
+        self,
+        user_id: int,
+        agent_name: str,
+        history: list[Message],
+        on_text: OnText | None = None,
+    ) -> tuple[RunResult, float]:
+        """Run an agent on a history the client keeps (the OpenAI-compatible endpoint).
+
+        Nothing is stored but usage, key uses and audit records. Returns the result and the
+        seconds spent waiting for the provider and the tools.
+        """
+
+        def prepare(session: Session) -> tuple[Agent, int]:
+            stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))
+            if stored is None:
+                raise NotFound(f"no agent named {agent_name!r}")
+            stored = service.runnable_agent(session, stored.id, utc_now())
+            return self._agent(session, stored), stored.id
+
+        agent, agent_id = await self._read(prepare)
+        scope = _RunScope(user_id, None, agent_id)
+        hooks_time: list[float] = []
+        result = await self._loop(scope, agent, history, on_text, save=False, waited=hooks_time)
+        return result, sum(hooks_time)
+
+    async def _loop(
+        self,
+        scope: "_RunScope",
+        agent: Agent,
+        history: list[Message],
+        on_text: OnText | None,
+        *,
+        save: bool,
+        waited: list[float] | None = None,
+    ) -> RunResult:
+        policy = await self._read(self.academy.egress_policy)
+        provider_http, webhook_http = self._clients(policy)
+        hooks = _Hooks(
+            self, scope, ProviderClient(provider_http), webhook_http, on_text, save=save
+        )
+        try:
+            return await run(agent, history, hooks, self.settings.limits)
+        finally:
+            if waited is not None:
+                waited.append(hooks.waited)
+
+    def _clients(self, policy: EgressPolicy) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        # Connections to a provider are kept alive between runs; clients belong to one event
+        # loop, so they are kept per loop and per egress policy.
+        key = (id(asyncio.get_running_loop()), policy)
+        clients = self._http_clients.get(key)
+        if clients is None:
+            clients = (
+                guarded_client(policy, timeout=self.settings.provider_timeout),
+                guarded_client(policy, timeout=self.settings.webhook_timeout),
+            )
+            self._http_clients[key] = clients
+        return clients
+
+    async def aclose(self) -> None:
+        """Close the kept HTTP clients of the running event loop."""
+        loop_id = id(asyncio.get_running_loop())
+        for key in [key for key in self._http_clients if key[0] == loop_id]:
+            for client in self._http_clients.pop(key):
+                await client.aclose()
+
     def _prepare(self, session: Session, chat_id: int) -> tuple[Agent, list[Message], int]:
         chat = session.get(ChatSession, chat_id)
         if chat is None:
             raise NotFound("session not found")
         stored = service.runnable_agent(session, chat.agent_id, utc_now())
+        agent = self._agent(session, stored)
+        return agent, service.history(session, self.keyring, chat_id), stored.id
+
+    def _agent(self, session: Session, stored: StoredAgent) -> Agent:
         route = self.academy.route(session, stored)
         tools = {tool.name: _runnable(session, tool, route) for tool in stored.toolkit}
-        agent = Agent(route.model, stored.system_prompt, tools)
-        return agent, service.history(session, self.keyring, chat_id), stored.id
+        return Agent(route.model, stored.system_prompt, tools)
 
     async def _write(self, work: Callable[[Session], Any]) -> Any:
         def transaction() -> Any:
@@ -231,7 +296,8 @@ def _model_tool(exported: Mapping[str, Any]) -> ModelTool:
 @dataclass(frozen=True)
 class _RunScope:
     user_id: int
-    chat_id: int
+    # None for a stateless run, which stores no messages.
+    chat_id: int | None
     agent_id: int
 
 
@@ -243,8 +309,13 @@ class _Hooks(RunHooks):
         client: ProviderClient,
         webhook_http: httpx.AsyncClient,
         on_text: OnText | None,
+        *,
+        save: bool = True,
     ) -> None:
         self._engine = engine
+        self._save = save
+        # Seconds spent in provider and tool calls, so the caller can tell Llero's own share.
+        self.waited = 0.0
         self._user_id = scope.user_id
         self._chat_id = scope.chat_id
         self._agent_id = scope.agent_id
@@ -252,6 +323,12 @@ class _Hooks(RunHooks):
         self._webhook_http = webhook_http
         self._on_text = on_text
         self._origin = Origin(Actor.agent(scope.agent_id))
+
+    @property
+    def _session_ref(self) -> str:
+        if self._chat_id is None:
+            return f"completion:agent:{self._agent_id}"
+        return f"chat_session:{self._chat_id}"
 
     async def before_step(self) -> None:
         def check(session: Session) -> None:
@@ -283,13 +360,17 @@ class _Hooks(RunHooks):
                     agent_id=self._agent_id,
                     secret_id=route.secret_id,
                     purpose=route.purpose,
-                    session_ref=f"chat_session:{self._chat_id}",
+                    session_ref=self._session_ref,
                     origin=self._origin,
                 )
             return route, key
 
         route, key = await self._engine._write(broker)
-        completion = await self._complete(route, request, key)
+        started = time.perf_counter()
+        try:
+            completion = await self._complete(route, request, key)
+        finally:
+            self.waited += time.perf_counter() - started
 
         def meter(session: Session) -> None:
             academy.record_usage(
@@ -321,6 +402,7 @@ class _Hooks(RunHooks):
     ) -> ToolOutput:
         if tool.url is None:
             return ToolOutput(False, f"error: the tool {call.name} has no webhook URL")
+        started = time.perf_counter()
         result = await call_webhook(
             self._webhook_http,
             tool.url,
@@ -329,6 +411,7 @@ class _Hooks(RunHooks):
             arguments=arguments,
             key=await self._signing_key(tool),
         )
+        self.waited += time.perf_counter() - started
         return ToolOutput(result.ok, result.content if result.ok else f"error: {result.content}")
 
     async def _signing_key(self, tool: RunnableTool) -> Secret[str] | None:
@@ -342,7 +425,7 @@ class _Hooks(RunHooks):
                 agent_id=self._agent_id,
                 secret_id=secret_id,
                 purpose=f"webhook:{tool.spec.name.lower()}",
-                session_ref=f"chat_session:{self._chat_id}",
+                session_ref=self._session_ref,
                 origin=self._origin,
             )
 
@@ -350,8 +433,11 @@ class _Hooks(RunHooks):
         return key
 
     async def save(self, message: Message) -> None:
+        chat_id = self._chat_id
+        if not self._save or chat_id is None:
+            return
         await self._engine._write(
             lambda session: service.append_message(
-                session, self._engine.keyring, self._chat_id, message
+                session, self._engine.keyring, chat_id, message
             )
         )

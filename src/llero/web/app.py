@@ -1,5 +1,8 @@
 """The application factory: settings, database, middleware, error handlers and routers."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 import llero
@@ -7,6 +10,7 @@ from llero.academy.provider_routes import router as provider_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
 from llero.barracks.routes import router as barracks_router
 from llero.command.brokers import UnconfiguredAcademy
+from llero.command.compat import router as compat_router
 from llero.command.engine import Engine
 from llero.command.routes import router as command_router
 from llero.config.settings import Settings
@@ -27,10 +31,18 @@ from llero.web.middleware import (
 )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Provider connections are kept alive between runs; close them with the server's loop.
+    await app.state.command_engine.aclose()
+
+
 def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     """Build the app; the caller owns ``database`` when it passes one in."""
     app = FastAPI(
         title="Llero",
+        lifespan=_lifespan,
         version=llero.__version__,
         # The built-in document and docs pages are replaced: the document by a route that names
         # its permission, the pages because they load scripts from a CDN that the CSP forbids.
@@ -59,6 +71,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(barracks_router, prefix="/api")
     app.include_router(provider_router, prefix="/api")
     app.include_router(command_router, prefix="/api")
+    app.include_router(compat_router)
     app.state.command_engine = Engine(
         app.state.database, app.state.keyring, UnconfiguredAcademy(settings)
     )
