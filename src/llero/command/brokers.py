@@ -1,11 +1,9 @@
-"""The Academy as the Command Center sees it, until provider configurations are wired in.
-
-NOTE: without provider configurations every run stops with a clear refusal; the Academy's
-providers, grants and budgets replace this class as they land.
-"""
+"""The Academy as the Command Center uses it: providers, egress rules, keys and budgets."""
 
 from sqlalchemy.orm import Session
 
+from llero.academy.allowlist import egress_policy
+from llero.academy.providers import endpoint_of, get_provider_by_name, model_price
 from llero.audit.context import Origin
 from llero.barracks.models import Agent
 from llero.command.engine import ProviderRoute
@@ -16,15 +14,18 @@ from llero.egress import EgressPolicy
 from llero.errors import Refused
 
 
-class UnconfiguredAcademy:
-    """An Academy with no providers: routes are refused, nothing is resolved or metered."""
+class LiveAcademy:
+    """Routes model calls by the agent's provider configuration, under the egress policy."""
 
     def __init__(self, settings: Settings) -> None:
-        self._policy = EgressPolicy()
-        del settings
+        self._settings = settings
 
     def route(self, session: Session, agent: Agent) -> ProviderRoute:
-        raise Refused(f"no provider named {agent.provider!r} is configured")
+        provider = get_provider_by_name(session, agent.provider)
+        # Raises ModelNotPriced, so a call whose cost cannot be recorded is never made.
+        model_price(provider, agent.model)
+        endpoint = endpoint_of(provider, self.egress_policy(session))
+        return ProviderRoute(endpoint, agent.model, provider.secret_id, f"provider:{provider.name}")
 
     def resolve(
         self,
@@ -36,7 +37,9 @@ class UnconfiguredAcademy:
         session_ref: str,
         origin: Origin,
     ) -> Secret[str]:
-        raise Refused("no secret can be resolved before providers are configured")
+        # TODO: resolve through grants (academy.resolution) once they are on main; until then
+        # no key leaves the vault for a model call.
+        raise Refused("provider keys can be used only through grants, which are not set up yet")
 
     def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> None:
         return
@@ -54,4 +57,4 @@ class UnconfiguredAcademy:
         return
 
     def egress_policy(self, session: Session) -> EgressPolicy:
-        return self._policy
+        return egress_policy(self._settings, session)

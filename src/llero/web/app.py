@@ -9,7 +9,7 @@ import llero
 from llero.academy.provider_routes import router as provider_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
 from llero.barracks.routes import router as barracks_router
-from llero.command.brokers import UnconfiguredAcademy
+from llero.command.brokers import LiveAcademy
 from llero.command.compat import router as compat_router
 from llero.command.engine import Engine
 from llero.command.routes import router as command_router
@@ -73,7 +73,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(command_router, prefix="/api")
     app.include_router(compat_router)
     app.state.command_engine = Engine(
-        app.state.database, app.state.keyring, UnconfiguredAcademy(settings)
+        app.state.database, app.state.keyring, LiveAcademy(settings)
     )
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
