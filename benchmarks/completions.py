@@ -1,0 +1,177 @@
+"""Measure Llero's overhead on a chat call through /v1/chat/completions.
+
+Starts a local OpenAI-compatible provider (benchmarks/provider_stub.py) and `llero serve`, both
+on 127.0.0.1, with a provider configuration, an agent and an API token stored directly. wrk
+(a native load generator, so it does not compete with a Python client) then posts the same
+request straight to the provider and through Llero, at 1 and at 32 connections. The overhead is
+the latency through Llero minus the latency straight to the provider. Streaming is measured as
+the time to relay the provider's whole stream, against reading it straight from the provider.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from llero.academy.allowlist import egress_policy
+from llero.academy.providers import ModelPrice, NewProvider, create_provider
+from llero.access.permissions import Permission
+from llero.access.roles import Role
+from llero.audit.context import Origin
+from llero.barracks.service import NewAgent, create_agent
+from llero.command.providers.client import WireProtocol
+from llero.config.settings import Settings
+from llero.identity import api_tokens, service
+from llero.identity.models import UserStatus
+from llero.storage.base import utc_now
+from llero.storage.db import Database
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve import free_port, wait_until_healthy
+
+LLERO = str(Path(sys.executable).parent / "llero")
+STUB = str(Path(__file__).resolve().parent / "provider_stub.py")
+BODY = '{"model": "%s", "messages": [{"role": "user", "content": "Weather in Lisbon?"}]}'
+
+
+def prepare(data_dir: Path, provider_port: int) -> str:
+    """Store a provider, an agent and a developer with an API token; return the token."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=data_dir,
+        egress_allowed_endpoints=[f"127.0.0.1:{provider_port}"],
+    )
+    database = Database(settings.resolved_database_url)
+    from llero.audit.keys import attach_keys_to_factory, load_audit_keys  # noqa: PLC0415
+
+    attach_keys_to_factory(database.sessions, load_audit_keys(settings.keys_dir))
+    with database.transaction() as session:
+        origin = Origin.system("benchmark")
+        create_provider(
+            session,
+            origin,
+            egress_policy(settings, session),
+            NewProvider(
+                name="local",
+                protocol=WireProtocol.OPENAI,
+                base_url=f"http://127.0.0.1:{provider_port}/v1",
+                models=[ModelPrice("bench", 150_000, 600_000)],
+            ),
+        )
+        create_agent(session, NewAgent(name="bench", provider="local", model="bench"))
+        user = service.create_user(
+            session, email="bench@example.com", display_name="", role=Role.DEVELOPER, now=utc_now()
+        )
+        user.status = UserStatus.ACTIVE
+        session.flush()
+        created = api_tokens.create_api_token(
+            session,
+            user,
+            name="bench",
+            scopes=[Permission.CHAT_SESSION_RUN],
+            lifetime_days=1,
+            now=utc_now(),
+        )
+        token = created.token.reveal()
+    database.dispose()
+    return token
+
+
+def wrk(url: str, body: str, connections: int, seconds: int, token: str | None) -> dict[str, float]:
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"{auth}wrk.body = [[{body}]]\n"
+    )
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in output:
+        raise SystemExit(f"wrk saw error responses:\n{output}")
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    for percentile in ("50", "99"):
+        match = re.search(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)", output)
+        assert match, output
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+        result[f"p{percentile}"] = float(match.group(1)) * scale
+    return result
+
+
+def stream_seconds(url: str, body: str, token: str | None) -> float:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    started = time.perf_counter()
+    with httpx.stream(
+        "POST",
+        url,
+        content=body,
+        headers={**headers, "Content-Type": "application/json"},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200, response.read()
+        for _ in response.iter_bytes():
+            pass
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian package wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="llero-bench-"))
+    provider_port, llero_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "LLERO_DATA_DIR": str(workdir / "data"),
+        "LLERO_LOG_LEVEL": "warning",
+        "LLERO_EGRESS_ALLOWED_ENDPOINTS": f"127.0.0.1:{provider_port}",
+    }
+    subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
+    token = prepare(workdir / "data", provider_port)
+    stub = subprocess.Popen([sys.executable, STUB, str(provider_port)])
+    server = subprocess.Popen([LLERO, "serve", "--port", str(llero_port)], env=env)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{llero_port}", time.perf_counter() + 60)
+        direct_url = f"http://127.0.0.1:{provider_port}/v1/chat/completions"
+        llero_url = f"http://127.0.0.1:{llero_port}/v1/chat/completions"
+        time.sleep(1)
+        for connections in (1, 32):
+            direct = wrk(direct_url, BODY % "bench", connections, options.seconds, None)
+            through = wrk(llero_url, BODY % "agent:bench", connections, options.seconds, token)
+            print(
+                f"{connections:>2} connections: direct p50 {direct['p50']:.2f} ms p99 "
+                f"{direct['p99']:.2f} ms {direct['rps']:.0f} req/s; through Llero p50 "
+                f"{through['p50']:.2f} ms p99 {through['p99']:.2f} ms {through['rps']:.0f} req/s;"
+                f" overhead p50 {through['p50'] - direct['p50']:.2f} ms, p99 "
+                f"{through['p99'] - direct['p99']:.2f} ms"
+            )
+        stream_body = BODY.replace("}]}", '}], "stream": true}')
+        direct_s = stream_seconds(direct_url, stream_body % "bench", None)
+        through_s = stream_seconds(llero_url, stream_body % "agent:bench", token)
+        print(
+            f"streaming 2000 chunks: direct {direct_s:.3f} s, through Llero {through_s:.3f} s, "
+            f"relay rate {direct_s / through_s:.0%} of the provider's"
+        )
+    finally:
+        server.terminate()
+        stub.terminate()
+        server.wait(timeout=10)
+        stub.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
