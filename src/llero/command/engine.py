@@ -173,9 +173,9 @@ class Engine:
         status = ChatStatus.IDLE
         try:
             prepared = await self._read(lambda session: self._prepare(session, chat_id))
-            agent, history, stored_agent_id = prepared
+            agent, history, stored_agent_id, policy = prepared
             scope = _RunScope(user_id, chat_id, stored_agent_id)
-            result = await self._loop(scope, agent, history, on_text, save=True)
+            result = await self._loop(scope, agent, history, policy, on_text, save=True)
         except LleroError as error:
             result = RunResult(RunStatus.FAILED, error=error.message)
         if result.status is RunStatus.AWAITING_TOOL_RESULTS:
@@ -196,17 +196,19 @@ class Engine:
         seconds spent waiting for the provider and the tools.
         """
 
-        def prepare(session: Session) -> tuple[Agent, int]:
+        def prepare(session: Session) -> tuple[Agent, int, EgressPolicy]:
             stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))
             if stored is None:
                 raise NotFound(f"no agent named {agent_name!r}")
             stored = service.runnable_agent(session, stored.id, utc_now())
-            return self._agent(session, stored), stored.id
+            return self._agent(session, stored), stored.id, self.academy.egress_policy(session)
 
-        agent, agent_id = await self._read(prepare)
+        agent, agent_id, policy = await self._read(prepare)
         scope = _RunScope(user_id, None, agent_id)
         hooks_time: list[float] = []
-        result = await self._loop(scope, agent, history, on_text, save=False, waited=hooks_time)
+        result = await self._loop(
+            scope, agent, history, policy, on_text, save=False, waited=hooks_time
+        )
         return result, sum(hooks_time)
 
     async def _loop(
@@ -214,12 +216,12 @@ class Engine:
         scope: "_RunScope",
         agent: Agent,
         history: list[Message],
+        policy: EgressPolicy,
         on_text: OnText | None,
         *,
         save: bool,
         waited: list[float] | None = None,
     ) -> RunResult:
-        policy = await self._read(self.academy.egress_policy)
         provider_http, webhook_http = self._clients(policy)
         hooks = _Hooks(
             self, scope, ProviderClient(provider_http), webhook_http, on_text, save=save
@@ -250,13 +252,16 @@ class Engine:
             for client in self._http_clients.pop(key):
                 await client.aclose()
 
-    def _prepare(self, session: Session, chat_id: int) -> tuple[Agent, list[Message], int]:
+    def _prepare(
+        self, session: Session, chat_id: int
+    ) -> tuple[Agent, list[Message], int, EgressPolicy]:
         chat = session.get(ChatSession, chat_id)
         if chat is None:
             raise NotFound("session not found")
         stored = service.runnable_agent(session, chat.agent_id, utc_now())
         agent = self._agent(session, stored)
-        return agent, service.history(session, self.keyring, chat_id), stored.id
+        history = service.history(session, self.keyring, chat_id)
+        return agent, history, stored.id, self.academy.egress_policy(session)
 
     def _agent(self, session: Session, stored: StoredAgent) -> Agent:
         route = self.academy.route(session, stored)
@@ -316,6 +321,7 @@ class _Hooks(RunHooks):
         self._save = save
         # Seconds spent in provider and tool calls, so the caller can tell Llero's own share.
         self.waited = 0.0
+        self._brokered: tuple[ProviderRoute, Secret[str] | None] | None = None
         self._user_id = scope.user_id
         self._chat_id = scope.chat_id
         self._agent_id = scope.agent_id
@@ -331,27 +337,16 @@ class _Hooks(RunHooks):
         return f"chat_session:{self._chat_id}"
 
     async def before_step(self) -> None:
-        def check(session: Session) -> None:
-            try:
-                service.runnable_agent(session, self._agent_id, utc_now())
-            except (Refused, NotFound) as error:
-                raise RunStopped(error.message) from None
-            self._engine.academy.check_budget(
-                session, user_id=self._user_id, agent_id=self._agent_id
-            )
-
-        try:
-            await self._engine._read(check)
-        except Refused as refusal:
-            raise RunStopped(refusal.message) from None
-
-    async def call_model(self, request: ChatRequest) -> Completion:
+        # One transaction checks that the run may go on and brokers the coming call's key, so a
+        # step costs one round trip to the database before the provider call and one after.
         academy = self._engine.academy
 
-        def broker(session: Session) -> tuple[ProviderRoute, Secret[str] | None]:
-            agent = session.get(StoredAgent, self._agent_id)
-            if agent is None:
-                raise NotFound("agent not found")
+        def check_and_broker(session: Session) -> tuple[ProviderRoute, Secret[str] | None]:
+            try:
+                agent = service.runnable_agent(session, self._agent_id, utc_now())
+            except (Refused, NotFound) as error:
+                raise RunStopped(error.message) from None
+            academy.check_budget(session, user_id=self._user_id, agent_id=self._agent_id)
             route = academy.route(session, agent)
             key = None
             if route.secret_id is not None:
@@ -365,7 +360,17 @@ class _Hooks(RunHooks):
                 )
             return route, key
 
-        route, key = await self._engine._write(broker)
+        try:
+            self._brokered = await self._engine._write(check_and_broker)
+        except Refused as refusal:
+            raise RunStopped(refusal.message) from None
+
+    async def call_model(self, request: ChatRequest) -> Completion:
+        academy = self._engine.academy
+        if self._brokered is None:
+            raise RuntimeError("call_model runs only after before_step brokered the call")
+        route, key = self._brokered
+        self._brokered = None
         started = time.perf_counter()
         try:
             completion = await self._complete(route, request, key)
