@@ -50,7 +50,8 @@ _VIEWER = _SELF_SERVICE | {
 
 # Developers build tools and agents. The agent status route stays with admins, because it can
 # lift a quarantine, and categories are shared by everyone, so admins curate them. Providers
-# decide where keys go, so they stay with admins too.
+# and budgets decide where keys go and what may be spent, so they stay with admins too. The usage
+# routes show a developer their own usage only.
 _DEVELOPER = _VIEWER | {
     Permission.AGENT_CREATE,
     Permission.AGENT_DELETE,
@@ -63,6 +64,8 @@ _DEVELOPER = _VIEWER | {
     Permission.TOOL_IMPORT,
     Permission.TOOL_TEST,
     Permission.TOOL_UPDATE,
+    Permission.USAGE_EXPORT,
+    Permission.USAGE_READ,
 }
 
 _ADMIN = frozenset(Permission) - PUBLIC_PERMISSIONS

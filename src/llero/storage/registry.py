@@ -1,6 +1,8 @@
 """Import every model module so ``Base.metadata`` is complete for migrations and checks."""
 
+from llero.academy import budgets as budget_models
 from llero.academy import providers as provider_models
+from llero.academy import usage as usage_models
 from llero.audit import models as audit_models
 from llero.barracks import models as barracks_models
 from llero.command import models as command_models
@@ -17,6 +19,8 @@ MODEL_MODULES = (
     vault_models,
     provider_models,
     command_models,
+    usage_models,
+    budget_models,
 )
 
 metadata = Base.metadata

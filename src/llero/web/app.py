@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 import llero
 from llero.academy.provider_routes import router as provider_router
+from llero.academy.usage_routes import budget_router, usage_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
 from llero.barracks.routes import router as barracks_router
 from llero.command.brokers import LiveAcademy
@@ -75,6 +76,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.state.command_engine = Engine(
         app.state.database, app.state.keyring, LiveAcademy(settings)
     )
+    app.include_router(usage_router, prefix="/api")
+    app.include_router(budget_router, prefix="/api")
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
     app.add_middleware(
