@@ -3,8 +3,10 @@
 from sqlalchemy.orm import Session
 
 from llero.academy.allowlist import egress_policy
-from llero.academy.providers import endpoint_of, get_provider_by_name, model_price
-from llero.audit.context import Origin
+from llero.academy.budgets import BudgetExceeded, check_budget, record_refusal
+from llero.academy.providers import ModelPrice, endpoint_of, get_provider_by_name, model_price
+from llero.academy.usage import record_usage
+from llero.audit.context import Actor, Origin
 from llero.barracks.models import Agent
 from llero.command.engine import ProviderRoute
 from llero.command.providers.base import Usage
@@ -12,18 +14,27 @@ from llero.config.settings import Settings
 from llero.crypto import Secret
 from llero.egress import EgressPolicy
 from llero.errors import Refused
+from llero.logs import get_logger
+from llero.storage.base import utc_now
+from llero.storage.db import Database
+
+log = get_logger("llero.academy")
 
 
 class LiveAcademy:
     """Routes model calls by the agent's provider configuration, under the egress policy."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Database) -> None:
         self._settings = settings
+        self._database = database
+        # The price of each provider's model when its last call was routed. A call is charged
+        # at that price, even when an admin changes or removes the model while the call runs.
+        self._prices: dict[tuple[str, str], ModelPrice] = {}
 
     def route(self, session: Session, agent: Agent) -> ProviderRoute:
         provider = get_provider_by_name(session, agent.provider)
         # Raises ModelNotPriced, so a call whose cost cannot be recorded is never made.
-        model_price(provider, agent.model)
+        self._prices[provider.name, agent.model] = model_price(provider, agent.model)
         endpoint = endpoint_of(provider, self.egress_policy(session))
         return ProviderRoute(endpoint, agent.model, provider.secret_id, f"provider:{provider.name}")
 
@@ -42,7 +53,25 @@ class LiveAcademy:
         raise Refused("provider keys can be used only through grants, which are not set up yet")
 
     def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> None:
-        return
+        """Raise BudgetExceeded when a budget is used up, after recording the refusal.
+
+        The refusal rolls back the caller's transaction, so its audit record is written in a
+        transaction of its own. The caller has only read so far, so on SQLite (WAL) this second
+        writer does not wait for the first.
+        """
+        try:
+            check_budget(session, user_id, agent_id, utc_now())
+        except BudgetExceeded as refusal:
+            with self._database.transaction() as own:
+                origin = Origin(Actor.user(user_id))
+                record_refusal(own, origin, refusal, agent_id=agent_id, session_id=None)
+            log.info(
+                "budget_exceeded",
+                budget_id=refusal.spending.budget.id,
+                user_id=user_id,
+                agent_id=agent_id,
+            )
+            raise
 
     def record_usage(
         self,
@@ -54,7 +83,19 @@ class LiveAcademy:
         route: ProviderRoute,
         usage: Usage,
     ) -> None:
-        return
+        provider = route.endpoint.name
+        price = self._prices.get((provider, route.model))
+        if price is None:
+            price = model_price(get_provider_by_name(session, provider), route.model)
+        record_usage(
+            session,
+            provider=provider,
+            price=price,
+            usage=usage,
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=chat_id,
+        )
 
     def egress_policy(self, session: Session) -> EgressPolicy:
         return egress_policy(self._settings, session)

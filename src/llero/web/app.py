@@ -71,13 +71,13 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(forge_router, prefix="/api")
     app.include_router(barracks_router, prefix="/api")
     app.include_router(provider_router, prefix="/api")
+    app.include_router(usage_router, prefix="/api")
+    app.include_router(budget_router, prefix="/api")
     app.include_router(command_router, prefix="/api")
     app.include_router(compat_router)
     app.state.command_engine = Engine(
-        app.state.database, app.state.keyring, LiveAcademy(settings)
+        app.state.database, app.state.keyring, LiveAcademy(settings, app.state.database)
     )
-    app.include_router(usage_router, prefix="/api")
-    app.include_router(budget_router, prefix="/api")
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
     app.add_middleware(
