@@ -36,6 +36,8 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.CHAT_SESSION_DELETE: "Delete one's own sessions.",
     Permission.CHAT_SESSION_READ: "List and read one's own sessions.",
     Permission.CHAT_SESSION_RUN: "Send messages and tool results in one's own sessions.",
+    Permission.EGRESS_READ: "Read the egress allowlist: settings and admin-added entries.",
+    Permission.EGRESS_UPDATE: "Add and remove hosts and endpoints on the egress allowlist.",
     Permission.HEALTH_READ: "Liveness and readiness checks.",
     Permission.JWKS_READ: "Read the public keys that verify access tokens.",
     Permission.PROFILE_READ: "Read one's own account.",

@@ -52,6 +52,8 @@ class Permission(StrEnum):
     CHAT_SESSION_DELETE = "chat_session:delete"
     CHAT_SESSION_READ = "chat_session:read"
     CHAT_SESSION_RUN = "chat_session:run"
+    EGRESS_READ = "egress:read"
+    EGRESS_UPDATE = "egress:update"
     HEALTH_READ = "health:read"
     JWKS_READ = "jwks:read"
     PROFILE_READ = "profile:read"

@@ -49,9 +49,9 @@ _VIEWER = _SELF_SERVICE | {
 }
 
 # Developers build tools and agents. The agent status route stays with admins, because it can
-# lift a quarantine, and categories are shared by everyone, so admins curate them. Providers
-# and budgets decide where keys go and what may be spent, so they stay with admins too. The usage
-# routes show a developer their own usage only.
+# lift a quarantine, and categories are shared by everyone, so admins curate them. Providers,
+# budgets and the egress allowlist decide where keys go and what may be spent, so they stay with
+# admins too. The usage routes show a developer their own usage only.
 _DEVELOPER = _VIEWER | {
     Permission.AGENT_CREATE,
     Permission.AGENT_DELETE,

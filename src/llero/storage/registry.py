@@ -1,5 +1,6 @@
 """Import every model module so ``Base.metadata`` is complete for migrations and checks."""
 
+from llero.academy import allowlist as allowlist_models
 from llero.academy import budgets as budget_models
 from llero.academy import providers as provider_models
 from llero.academy import usage as usage_models
@@ -21,6 +22,7 @@ MODEL_MODULES = (
     command_models,
     usage_models,
     budget_models,
+    allowlist_models,
 )
 
 metadata = Base.metadata

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import llero
+from llero.academy.egress_routes import router as egress_router
 from llero.academy.provider_routes import router as provider_router
 from llero.academy.usage_routes import budget_router, usage_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
@@ -71,6 +72,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(forge_router, prefix="/api")
     app.include_router(barracks_router, prefix="/api")
     app.include_router(provider_router, prefix="/api")
+    app.include_router(egress_router, prefix="/api")
     app.include_router(usage_router, prefix="/api")
     app.include_router(budget_router, prefix="/api")
     app.include_router(command_router, prefix="/api")
