@@ -133,7 +133,7 @@ def _history(messages: list[ChatMessageIn]) -> list[Message]:
 
 def _raise_for(result: RunResult) -> None:
     if result.status in {RunStatus.FAILED, RunStatus.STOPPED}:
-        raise Refused(result.error or "the run ended without an answer")
+        raise Refused(result.error or "the run ended without a reply")
 
 
 def _completion(completion_id: str, model: str, result: RunResult) -> dict[str, Any]:

@@ -58,7 +58,7 @@ OnText = Callable[[str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class ProviderRoute:
-    """Where an agent's model calls go, and the secret and purpose its key is resolved under."""
+    """The destination of an agent's model calls, and the secret and purpose of its key."""
 
     endpoint: Endpoint
     model: str
@@ -67,7 +67,7 @@ class ProviderRoute:
 
 
 class Academy(Protocol):
-    """What the Command Center needs from providers, secrets, grants and budgets."""
+    """The Command Center's view of providers, secrets, grants and budgets."""
 
     def route(self, session: Session, agent: StoredAgent) -> ProviderRoute: ...
 
@@ -108,7 +108,7 @@ class EngineSettings:
 
 
 class Engine:
-    """Runs turns of sessions; one per app."""
+    """The runner of session turns; one per app."""
 
     def __init__(
         self,
@@ -128,7 +128,7 @@ class Engine:
     async def send(
         self, user_id: int, origin: Origin, chat_id: int, text: str, on_text: OnText | None = None
     ) -> RunResult:
-        """Add the user's message to the session and run the agent until it answers or waits."""
+        """Add the user's message to the session and run the agent until it replies or waits."""
 
         def start(session: Session) -> None:
             service.owned_session(session, user_id, chat_id)

@@ -1,4 +1,4 @@
-"""The run loop: the model's turn, its tool calls checked and run, until it answers in text.
+"""The run loop: the model's turn, then its tool calls checked and run, until it replies in text.
 
 Each tool call is checked before anything runs: a tool outside the agent's toolkit, arguments
 that are not a JSON object, or arguments that break the tool's schema (dependency rules
@@ -57,7 +57,7 @@ class RunnableTool:
 
 @dataclass(frozen=True)
 class ToolOutput:
-    """The text a tool answered, and whether it is an error the model should correct."""
+    """The text a tool returned, and whether it is an error the model should correct."""
 
     ok: bool
     content: str
@@ -70,7 +70,7 @@ class RunLimits:
 
 
 class RunHooks(Protocol):
-    """What the loop needs from the world: the model, the tools, storage and the checks."""
+    """The loop's connections to the world: the model, the tools, storage and the checks."""
 
     async def before_step(self) -> None:
         """Raise RunStopped when the run must not go on."""
@@ -81,7 +81,7 @@ class RunHooks(Protocol):
     async def run_webhook(
         self, tool: RunnableTool, call: ToolCall, arguments: Mapping[str, Any]
     ) -> ToolOutput:
-        """Run a webhook tool and return its answer."""
+        """Run a webhook tool and return its output."""
 
     async def save(self, message: Message) -> None:
         """Keep ``message`` in the session's history before the loop goes on."""
@@ -89,7 +89,7 @@ class RunHooks(Protocol):
 
 @dataclass
 class RunResult:
-    """How a run ended, the text of the last answer, and the calls the client must run."""
+    """The end of a run: its status, the last reply's text, and the calls the client must run."""
 
     status: RunStatus
     text: str = ""

@@ -1,8 +1,8 @@
 """Sessions and their history: create, list, read, delete, and keep messages sealed.
 
 A session belongs to the user who opened it, and only that user reads, continues or deletes
-it: another user's id answers 404 as if it did not exist, admins included, because a session
-holds what a user typed to an agent.
+it: another user's id returns 404 as if it did not exist, admins included, because a session
+contains what a user typed to an agent.
 """
 
 import json

@@ -28,7 +28,7 @@ MAX_RESULT_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class WebhookResult:
-    """What the tool answered, as text for the model, or why it gave nothing usable."""
+    """The tool's response as text for the model, or the reason it is unusable."""
 
     ok: bool
     content: str
@@ -64,9 +64,9 @@ async def call_webhook(
     key: Secret[str] | None,
     clock: Callable[[], float] = time.time,
 ) -> WebhookResult:
-    """POST one tool call to ``url`` and return its answer; raise EgressRefused when not allowed.
+    """POST one tool call to ``url`` and return the response; raise EgressRefused when not allowed.
 
-    Any other failure (timeout, refused connection, error status, oversized answer) is a
+    Any other failure (timeout, refused connection, error status, oversized response) is a
     WebhookResult with ok False, which the model is told about like any tool error.
     """
     body = json.dumps(
