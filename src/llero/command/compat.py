@@ -3,10 +3,10 @@
 The client keeps the conversation and sends it whole each time, as with OpenAI. The agent's
 system prompt and toolkit replace any the client sends: a client cannot give an agent tools or
 instructions its owner did not. Webhook tools run inside Llero; calls to client-side tools come
-back as ``tool_calls`` for the client to answer in its next request. Every call is metered,
-budgeted and audited like a session's.
+back as ``tool_calls``, and the client sends their results in its next request. Every call is
+metered, budgeted and audited like a session's.
 
-Each answer carries ``X-Llero-Overhead-Ms``: the time Llero itself spent on the request, that is
+Each response carries ``X-Llero-Overhead-Ms``: the time Llero itself spent on the request, that is
 the whole request minus the time spent waiting for the provider and the tools.
 """
 
