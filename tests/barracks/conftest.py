@@ -1,10 +1,12 @@
 """Tools for the toolkit tests, inserted with the ORM so these tests do not depend on the forge
 service."""
 
+import os
 from dataclasses import dataclass
 
 import pytest
 
+from llero.audit.keys import AuditKeys, attach_keys_to_factory
 from llero.forge.models import Tool, ToolStatus
 from llero.storage.db import Database
 
@@ -29,3 +31,9 @@ def tool_ids(database: Database) -> ToolIds:
         session.add_all(tools)
         session.flush()
         return ToolIds(*(tool.id for tool in tools))
+
+
+@pytest.fixture(autouse=True)
+def _audit_keys(database: Database) -> None:
+    """Give the test's sessions audit keys, as the app does, so services can record events."""
+    attach_keys_to_factory(database.sessions, AuditKeys.from_material(os.urandom(32)))

@@ -63,6 +63,9 @@ def test_every_agent_route_names_one_permission() -> None:
         ("PUT", "/agents/{agent_id}/toolkit/{tool_id}"): [Permission.AGENT_UPDATE],
         ("DELETE", "/agents/{agent_id}/toolkit/{tool_id}"): [Permission.AGENT_UPDATE],
         ("PUT", "/agents/{agent_id}/status"): [Permission.AGENT_UPDATE_STATUS],
+        ("GET", "/agents/{agent_id}/shares"): [Permission.AGENT_SHARE],
+        ("POST", "/agents/{agent_id}/shares"): [Permission.AGENT_SHARE],
+        ("DELETE", "/agents/{agent_id}/shares/{share_id}"): [Permission.AGENT_SHARE],
     }
 
 

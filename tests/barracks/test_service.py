@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from llero.access.ownership import Caller
 from llero.barracks import service
 from llero.barracks.models import SYSTEM_PROMPT_MAX, Agent, AgentStatus, agent_tools
 from llero.barracks.service import AgentChanges, NewAgent, ToolkitRejected, is_runnable
@@ -16,6 +17,8 @@ from llero.storage.db import Database
 from tests.barracks.conftest import ToolIds
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+# The operator, who sees every agent and tool; ownership is tested in tests/access.
+SYSTEM = Caller.system("test")
 
 
 def new_agent(**overrides: Any) -> NewAgent:
@@ -26,12 +29,12 @@ def new_agent(**overrides: Any) -> NewAgent:
 
 def create(database: Database, **overrides: Any) -> int:
     with database.transaction() as session:
-        return service.create_agent(session, new_agent(**overrides), now=NOW).id
+        return service.create_agent(session, SYSTEM, new_agent(**overrides), now=NOW).id
 
 
 def toolkit_of(database: Database, agent_id: int) -> list[int]:
     with database.reader() as session:
-        return [tool.id for tool in service.get_agent(session, agent_id).toolkit]
+        return [tool.id for tool in service.get_agent(session, SYSTEM, agent_id).toolkit]
 
 
 def agent_count(database: Database) -> int:
@@ -53,7 +56,7 @@ def test_create_agent_stores_every_field(database: Database, tool_ids: ToolIds) 
     )
 
     with database.reader() as session:
-        agent = service.get_agent(session, agent_id)
+        agent = service.get_agent(session, SYSTEM, agent_id)
         assert agent.name == "researcher"
         assert agent.description == "Finds sources"
         assert agent.system_prompt == "You are careful.\n\tCite sources."
@@ -71,7 +74,7 @@ def test_create_agent_duplicate_name_raises_conflict(database: Database) -> None
     create(database)
 
     with pytest.raises(Conflict) as raised, database.transaction() as session:
-        service.create_agent(session, new_agent(model="other"), now=NOW)
+        service.create_agent(session, SYSTEM, new_agent(model="other"), now=NOW)
 
     assert raised.value.message == "an agent named 'researcher' already exists; choose another name"
     assert agent_count(database) == 1
@@ -86,7 +89,7 @@ def test_create_agent_name_race_raises_conflict(
     monkeypatch.setattr(service, "_check_name_free", lambda *_args: None)
 
     with pytest.raises(Conflict) as raised, database.transaction() as session:
-        service.create_agent(session, new_agent(), now=NOW)
+        service.create_agent(session, SYSTEM, new_agent(), now=NOW)
 
     assert "concurrent change" in raised.value.message
     assert agent_count(database) == 1
@@ -95,7 +98,7 @@ def test_create_agent_name_race_raises_conflict(
 @pytest.mark.parametrize("agent_id", [0, -1, 10**6, 2**31, 2**70])
 def test_get_agent_unknown_id_raises_not_found(database: Database, agent_id: int) -> None:
     with pytest.raises(NotFound) as raised, database.reader() as session:
-        service.get_agent(session, agent_id)
+        service.get_agent(session, SYSTEM, agent_id)
 
     assert raised.value.message == f"agent {agent_id} not found"
 
@@ -137,7 +140,7 @@ def test_create_agent_invalid_text_rejected(
     database: Database, field: str, value: str, problem: str
 ) -> None:
     with pytest.raises(InvalidInput) as raised, database.transaction() as session:
-        service.create_agent(session, new_agent(**{field: value}), now=NOW)
+        service.create_agent(session, SYSTEM, new_agent(**{field: value}), now=NOW)
 
     assert [(d.field, d.problem) for d in raised.value.details] == [(field, problem)]
     assert agent_count(database) == 0
@@ -147,7 +150,7 @@ def test_create_agent_system_prompt_at_max_accepted(database: Database) -> None:
     agent_id = create(database, system_prompt="p" * SYSTEM_PROMPT_MAX)
 
     with database.reader() as session:
-        assert len(service.get_agent(session, agent_id).system_prompt) == SYSTEM_PROMPT_MAX
+        assert len(service.get_agent(session, SYSTEM, agent_id).system_prompt) == SYSTEM_PROMPT_MAX
 
 
 @pytest.mark.parametrize(
@@ -166,7 +169,7 @@ def test_create_agent_invalid_expiry_rejected(
     database: Database, expires_at: datetime, problem: str
 ) -> None:
     with pytest.raises(InvalidInput) as raised, database.transaction() as session:
-        service.create_agent(session, new_agent(expires_at=expires_at), now=NOW)
+        service.create_agent(session, SYSTEM, new_agent(expires_at=expires_at), now=NOW)
 
     assert [(d.field, d.problem) for d in raised.value.details] == [("expires_at", problem)]
     assert agent_count(database) == 0
@@ -174,7 +177,7 @@ def test_create_agent_invalid_expiry_rejected(
 
 def test_create_agent_unknown_status_rejected(database: Database) -> None:
     with pytest.raises(InvalidInput) as raised, database.transaction() as session:
-        service.create_agent(session, new_agent(status="paused"), now=NOW)
+        service.create_agent(session, SYSTEM, new_agent(status="paused"), now=NOW)
 
     assert raised.value.details[0].field == "status"
     assert raised.value.details[0].problem == "must be one of: active, disabled, quarantined"
@@ -222,7 +225,7 @@ def test_stored_agent_expires_when_read_back(database: Database) -> None:
     agent_id = create(database, expires_at=NOW + timedelta(hours=1))
 
     with database.reader() as session:
-        agent = service.get_agent(session, agent_id)
+        agent = service.get_agent(session, SYSTEM, agent_id)
         assert is_runnable(agent, NOW) is True
         assert is_runnable(agent, NOW + timedelta(hours=2)) is False
 
@@ -234,10 +237,12 @@ def test_update_agent_changes_only_given_fields(database: Database) -> None:
     agent_id = create(database, description="old", system_prompt="keep me")
 
     with database.transaction() as session:
-        service.update_agent(session, agent_id, {"description": "new", "model": "gpt-5"}, now=NOW)
+        service.update_agent(
+            session, SYSTEM, agent_id, {"description": "new", "model": "gpt-5"}, now=NOW
+        )
 
     with database.reader() as session:
-        agent = service.get_agent(session, agent_id)
+        agent = service.get_agent(session, SYSTEM, agent_id)
         assert agent.description == "new"
         assert agent.model == "gpt-5"
         assert agent.system_prompt == "keep me"
@@ -249,10 +254,10 @@ def test_update_agent_none_expiry_removes_it(database: Database) -> None:
     agent_id = create(database, expires_at=NOW + timedelta(days=1))
 
     with database.transaction() as session:
-        service.update_agent(session, agent_id, {"expires_at": None}, now=NOW)
+        service.update_agent(session, SYSTEM, agent_id, {"expires_at": None}, now=NOW)
 
     with database.reader() as session:
-        assert service.get_agent(session, agent_id).expires_at is None
+        assert service.get_agent(session, SYSTEM, agent_id).expires_at is None
 
 
 def test_update_agent_past_expiry_writes_nothing(database: Database) -> None:
@@ -260,10 +265,10 @@ def test_update_agent_past_expiry_writes_nothing(database: Database) -> None:
     changes: AgentChanges = {"description": "new", "expires_at": NOW - timedelta(seconds=1)}
 
     with pytest.raises(InvalidInput), database.transaction() as session:
-        service.update_agent(session, agent_id, changes, now=NOW)
+        service.update_agent(session, SYSTEM, agent_id, changes, now=NOW)
 
     with database.reader() as session:
-        assert service.get_agent(session, agent_id).description == "old"
+        assert service.get_agent(session, SYSTEM, agent_id).description == "old"
 
 
 def test_update_agent_taken_name_raises_conflict(database: Database) -> None:
@@ -271,17 +276,17 @@ def test_update_agent_taken_name_raises_conflict(database: Database) -> None:
     second = create(database, name="second")
 
     with pytest.raises(Conflict), database.transaction() as session:
-        service.update_agent(session, second, {"name": "first"}, now=NOW)
+        service.update_agent(session, SYSTEM, second, {"name": "first"}, now=NOW)
 
     with database.reader() as session:
-        assert service.get_agent(session, second).name == "second"
+        assert service.get_agent(session, SYSTEM, second).name == "second"
 
 
 def test_update_agent_own_name_accepted(database: Database) -> None:
     agent_id = create(database)
 
     with database.transaction() as session:
-        agent = service.update_agent(session, agent_id, {"name": "researcher"}, now=NOW)
+        agent = service.update_agent(session, SYSTEM, agent_id, {"name": "researcher"}, now=NOW)
 
     assert agent.name == "researcher"
 
@@ -291,7 +296,7 @@ def test_update_agent_unknown_field_rejected(database: Database) -> None:
     changes: Any = {"status": "disabled"}
 
     with pytest.raises(InvalidInput) as raised, database.transaction() as session:
-        service.update_agent(session, agent_id, changes, now=NOW)
+        service.update_agent(session, SYSTEM, agent_id, changes, now=NOW)
 
     assert raised.value.details[0].field == "status"
 
@@ -301,10 +306,10 @@ def test_set_status_stores_each_status(database: Database, status: AgentStatus) 
     agent_id = create(database, status=AgentStatus.DISABLED if status == "active" else "active")
 
     with database.transaction() as session:
-        service.set_status(session, agent_id, status)
+        service.set_status(session, SYSTEM, agent_id, status)
 
     with database.reader() as session:
-        agent = service.get_agent(session, agent_id)
+        agent = service.get_agent(session, SYSTEM, agent_id)
         assert agent.status == status
         assert is_runnable(agent, NOW) is (status == AgentStatus.ACTIVE)
 
@@ -316,7 +321,7 @@ def test_set_toolkit_replaces_tools(database: Database, tool_ids: ToolIds) -> No
     agent_id = create(database, tool_ids=[tool_ids.active])
 
     with database.transaction() as session:
-        service.set_toolkit(session, agent_id, [tool_ids.other_active])
+        service.set_toolkit(session, SYSTEM, agent_id, [tool_ids.other_active])
 
     assert toolkit_of(database, agent_id) == [tool_ids.other_active]
 
@@ -325,7 +330,7 @@ def test_set_toolkit_empty_list_clears_it(database: Database, tool_ids: ToolIds)
     agent_id = create(database, tool_ids=[tool_ids.active])
 
     with database.transaction() as session:
-        service.set_toolkit(session, agent_id, [])
+        service.set_toolkit(session, SYSTEM, agent_id, [])
 
     assert toolkit_of(database, agent_id) == []
 
@@ -336,7 +341,7 @@ def test_set_toolkit_unusable_tools_write_nothing(database: Database, tool_ids: 
     requested = [tool_ids.other_active, tool_ids.draft, tool_ids.inactive, unknown]
 
     with pytest.raises(ToolkitRejected) as raised, database.transaction() as session:
-        service.set_toolkit(session, agent_id, requested)
+        service.set_toolkit(session, SYSTEM, agent_id, requested)
 
     assert raised.value.reasons == {
         tool_ids.draft: "draft",
@@ -359,7 +364,7 @@ def test_set_toolkit_out_of_range_id_is_unknown(database: Database, bad_id: int)
     agent_id = create(database)
 
     with pytest.raises(ToolkitRejected) as raised, database.transaction() as session:
-        service.set_toolkit(session, agent_id, [bad_id])
+        service.set_toolkit(session, SYSTEM, agent_id, [bad_id])
 
     assert raised.value.reasons == {bad_id: "unknown"}
 
@@ -369,7 +374,7 @@ def test_set_toolkit_duplicates_rejected(database: Database, tool_ids: ToolIds) 
     requested = [tool_ids.active, tool_ids.other_active, tool_ids.active]
 
     with pytest.raises(InvalidInput) as raised, database.transaction() as session:
-        service.set_toolkit(session, agent_id, requested)
+        service.set_toolkit(session, SYSTEM, agent_id, requested)
 
     assert [(d.field, d.problem) for d in raised.value.details] == [
         ("tool_ids.2", f"repeats tool {tool_ids.active}, already at tool_ids.0")
@@ -381,14 +386,14 @@ def test_set_toolkit_over_max_rejected(database: Database, tool_ids: ToolIds) ->
     agent_id = create(database)
 
     with pytest.raises(InvalidInput) as raised, database.transaction() as session:
-        service.set_toolkit(session, agent_id, list(range(1, service.TOOLKIT_MAX + 2)))
+        service.set_toolkit(session, SYSTEM, agent_id, list(range(1, service.TOOLKIT_MAX + 2)))
 
     assert raised.value.details[0].problem == f"must contain at most {service.TOOLKIT_MAX} tools"
 
 
 def test_create_agent_with_draft_tool_writes_nothing(database: Database, tool_ids: ToolIds) -> None:
     with pytest.raises(ToolkitRejected), database.transaction() as session:
-        service.create_agent(session, new_agent(tool_ids=[tool_ids.draft]), now=NOW)
+        service.create_agent(session, SYSTEM, new_agent(tool_ids=[tool_ids.draft]), now=NOW)
 
     assert agent_count(database) == 0
 
@@ -397,7 +402,7 @@ def test_add_tool_appends_active_tool(database: Database, tool_ids: ToolIds) -> 
     agent_id = create(database, tool_ids=[tool_ids.other_active])
 
     with database.transaction() as session:
-        service.add_tool(session, agent_id, tool_ids.active)
+        service.add_tool(session, SYSTEM, agent_id, tool_ids.active)
 
     assert toolkit_of(database, agent_id) == sorted([tool_ids.active, tool_ids.other_active])
 
@@ -410,7 +415,7 @@ def test_add_tool_not_active_rejected(
     tool_id = getattr(tool_ids, which)
 
     with pytest.raises(ToolkitRejected) as raised, database.transaction() as session:
-        service.add_tool(session, agent_id, tool_id)
+        service.add_tool(session, SYSTEM, agent_id, tool_id)
 
     assert raised.value.reasons == {tool_id: reason}
     assert raised.value.details[0].field == "tool_id"
@@ -422,7 +427,7 @@ def test_add_tool_unknown_rejected(database: Database, tool_ids: ToolIds) -> Non
     unknown = tool_ids.inactive + 1000
 
     with pytest.raises(ToolkitRejected) as raised, database.transaction() as session:
-        service.add_tool(session, agent_id, unknown)
+        service.add_tool(session, SYSTEM, agent_id, unknown)
 
     assert raised.value.reasons == {unknown: "unknown"}
 
@@ -431,7 +436,7 @@ def test_add_tool_already_present_raises_conflict(database: Database, tool_ids: 
     agent_id = create(database, tool_ids=[tool_ids.active])
 
     with pytest.raises(Conflict) as raised, database.transaction() as session:
-        service.add_tool(session, agent_id, tool_ids.active)
+        service.add_tool(session, SYSTEM, agent_id, tool_ids.active)
 
     assert raised.value.message == (
         f"tool {tool_ids.active} is already in the toolkit of agent {agent_id}"
@@ -445,7 +450,7 @@ def test_add_tool_full_toolkit_refused(
     agent_id = create(database, tool_ids=[tool_ids.active])
 
     with pytest.raises(Refused) as raised, database.transaction() as session:
-        service.add_tool(session, agent_id, tool_ids.other_active)
+        service.add_tool(session, SYSTEM, agent_id, tool_ids.other_active)
 
     assert not isinstance(raised.value, ToolkitRejected)
     assert toolkit_of(database, agent_id) == [tool_ids.active]
@@ -455,7 +460,7 @@ def test_remove_tool_keeps_the_others(database: Database, tool_ids: ToolIds) -> 
     agent_id = create(database, tool_ids=[tool_ids.active, tool_ids.other_active])
 
     with database.transaction() as session:
-        service.remove_tool(session, agent_id, tool_ids.active)
+        service.remove_tool(session, SYSTEM, agent_id, tool_ids.active)
 
     assert toolkit_of(database, agent_id) == [tool_ids.other_active]
 
@@ -464,7 +469,7 @@ def test_remove_tool_not_in_toolkit_raises_not_found(database: Database, tool_id
     agent_id = create(database, tool_ids=[tool_ids.active])
 
     with pytest.raises(NotFound), database.transaction() as session:
-        service.remove_tool(session, agent_id, tool_ids.other_active)
+        service.remove_tool(session, SYSTEM, agent_id, tool_ids.other_active)
 
 
 def test_tool_leaving_active_status_stays_in_toolkit(database: Database, tool_ids: ToolIds) -> None:
@@ -475,7 +480,7 @@ def test_tool_leaving_active_status_stays_in_toolkit(database: Database, tool_id
         session.get_one(Tool, tool_ids.active).status = "inactive"
 
     with database.reader() as session:
-        toolkit = service.get_agent(session, agent_id).toolkit
+        toolkit = service.get_agent(session, SYSTEM, agent_id).toolkit
         assert [(tool.id, tool.status) for tool in toolkit] == [(tool_ids.active, "inactive")]
 
 
@@ -488,22 +493,22 @@ def test_delete_agent_removes_toolkit_rows_and_keeps_tools(
     agent_id = create(database, tool_ids=[tool_ids.active])
 
     with database.transaction() as session:
-        service.delete_agent(session, agent_id)
+        service.delete_agent(session, SYSTEM, agent_id)
 
     with database.reader() as session:
         assert session.scalar(select(func.count()).select_from(agent_tools)) == 0
         assert session.get(Tool, tool_ids.active) is not None
         with pytest.raises(NotFound):
-            service.get_agent(session, agent_id)
+            service.get_agent(session, SYSTEM, agent_id)
 
 
 def test_delete_agent_twice_raises_not_found(database: Database) -> None:
     agent_id = create(database)
     with database.transaction() as session:
-        service.delete_agent(session, agent_id)
+        service.delete_agent(session, SYSTEM, agent_id)
 
     with pytest.raises(NotFound), database.transaction() as session:
-        service.delete_agent(session, agent_id)
+        service.delete_agent(session, SYSTEM, agent_id)
 
 
 def test_tool_in_toolkit_cannot_be_deleted(database: Database, tool_ids: ToolIds) -> None:
@@ -538,7 +543,7 @@ def test_list_agents_filters_and_pages(database: Database) -> None:
 
     def names(**filters: Any) -> list[str]:
         with database.reader() as session:
-            return [agent.name for agent in service.list_agents(session, **filters).items]
+            return [agent.name for agent in service.list_agents(session, SYSTEM, **filters).items]
 
     assert names(search="RESEARCH") == ["Alpha Research", "beta_research", "100% research"]
     assert names(search="%") == ["100% research"]
@@ -555,7 +560,7 @@ def test_list_agents_total_counts_every_page(database: Database) -> None:
         create(database, name=f"agent-{index}")
 
     with database.reader() as session:
-        page = service.list_agents(session, limit=2, offset=4)
+        page = service.list_agents(session, SYSTEM, limit=2, offset=4)
 
     assert [agent.name for agent in page.items] == ["agent-4"]
     assert (page.total, page.limit, page.offset) == (5, 2, 4)
@@ -569,6 +574,6 @@ def test_list_agents_out_of_range_page_rejected(
     database: Database, limit: int, offset: int, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as raised, database.reader() as session:
-        service.list_agents(session, limit=limit, offset=offset)
+        service.list_agents(session, SYSTEM, limit=limit, offset=offset)
 
     assert raised.value.details[0].field == field

@@ -187,6 +187,7 @@ def test_list_tools_is_sorted_by_name_with_total(client: TestClient) -> None:
         "category",
         "status",
         "version",
+        "owner_user_id",
     }
 
 
@@ -533,6 +534,9 @@ def test_every_forge_route_names_one_permission() -> None:
         ("GET", "/tools/export"): [Permission.TOOL_EXPORT],
         ("GET", "/tools/{tool_id}"): [Permission.TOOL_READ],
         ("PUT", "/tools/{tool_id}"): [Permission.TOOL_UPDATE],
+        ("GET", "/tools/{tool_id}/shares"): [Permission.TOOL_SHARE],
+        ("POST", "/tools/{tool_id}/shares"): [Permission.TOOL_SHARE],
+        ("DELETE", "/tools/{tool_id}/shares/{share_id}"): [Permission.TOOL_SHARE],
         ("DELETE", "/tools/{tool_id}"): [Permission.TOOL_DELETE],
         ("GET", "/tools/{tool_id}/schema"): [Permission.TOOL_READ],
         ("GET", "/tools/{tool_id}/export"): [Permission.TOOL_EXPORT],

@@ -8,10 +8,11 @@ from llero.access.permissions import BEFORE_MFA_ENROLLMENT, PUBLIC_PERMISSIONS, 
 from llero.access.roles import NOT_DELEGABLE, ROLE_PERMISSIONS, Role
 
 DESCRIPTIONS: dict[Permission, str] = {
-    Permission.AGENT_CREATE: "Create agents.",
-    Permission.AGENT_DELETE: "Delete agents.",
-    Permission.AGENT_READ: "List and read agents and their toolkits.",
-    Permission.AGENT_UPDATE: "Change agents and their toolkits.",
+    Permission.AGENT_CREATE: "Create agents, owned by their creator.",
+    Permission.AGENT_DELETE: "Delete one's own agents (admins: any agent).",
+    Permission.AGENT_READ: "List and read one's own agents and those shared with one.",
+    Permission.AGENT_SHARE: "Share one's own agents with a user or everyone, and unshare them.",
+    Permission.AGENT_UPDATE: "Change one's own agents and their toolkits (admins: any agent).",
     Permission.AGENT_UPDATE_STATUS: "Activate, disable or quarantine agents.",
     Permission.API_SCHEMA_READ: "Read the OpenAPI document.",
     Permission.API_TOKEN_CREATE: "Create personal API tokens for oneself.",
@@ -48,13 +49,14 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.PROVIDER_UPDATE: (
         "Change providers and attach or detach their keys; see base URLs and secret ids."
     ),
-    Permission.TOOL_CREATE: "Create tools.",
-    Permission.TOOL_DELETE: "Delete tools.",
-    Permission.TOOL_EXPORT: "Export tools in provider formats.",
-    Permission.TOOL_IMPORT: "Import tools from provider formats.",
-    Permission.TOOL_READ: "List and read tools and their versions.",
-    Permission.TOOL_TEST: "Check arguments against a tool's schema.",
-    Permission.TOOL_UPDATE: "Change, restore and set the status of tools.",
+    Permission.TOOL_CREATE: "Create tools, owned by their creator, and clone visible tools.",
+    Permission.TOOL_DELETE: "Delete one's own tools (admins: any tool).",
+    Permission.TOOL_EXPORT: "Export visible tools in provider formats.",
+    Permission.TOOL_IMPORT: "Import tools from provider formats, owned by the importer.",
+    Permission.TOOL_READ: "List and read one's own tools, those shared with one, and versions.",
+    Permission.TOOL_SHARE: "Share one's own tools with a user or everyone, and unshare them.",
+    Permission.TOOL_TEST: "Check arguments against the schema of a visible tool.",
+    Permission.TOOL_UPDATE: "Change, restore and set the status of one's own tools.",
     Permission.USAGE_EXPORT: "Export usage reports as CSV (one's own; admins: everyone's).",
     Permission.USAGE_READ: "Read usage reports (one's own; admins: everyone's).",
     Permission.USER_CREATE: "Create users, who receive a one-time enrollment code.",
@@ -73,8 +75,9 @@ Generated from `src/llero/access/roles.py` and `src/llero/access/permissions.py`
 
 Every route names exactly one permission. A public permission needs no sign-in. Any other needs
 a signed-in user whose role grants it; with a personal API token, the token's scopes must grant
-it too. Developers may change every tool and agent, not only their own, until tools and agents
-record an owner.
+it too. Tools and agents are also checked object by object: admins see and change all of
+them, other users see their own and those shared with them or with everyone, and change only
+their own. See [ownership.md](ownership.md).
 """
 
 

@@ -2,12 +2,11 @@
 
 A user has exactly one role. Public permissions need no identity and are in no role. Admins hold
 every other permission, including any added later, so a new permission is denied to developers
-and viewers until it is placed here on purpose. docs/security/permissions.md is generated from
+and viewers until it is placed here on purpose. A permission admits a caller to a route; which
+tools and agents the route then shows or changes is decided per object by
+llero.access.ownership. docs/security/permissions.md is generated from
 this module by scripts/generate_permissions_doc.py, and a test fails when it is stale.
 """
-
-# TODO: per-object ownership and sharing hook in here. Developers may change any tool and agent
-# today, not only their own, because tools and agents record no owner yet.
 
 from collections.abc import Mapping
 from enum import StrEnum
@@ -55,6 +54,7 @@ _VIEWER = _SELF_SERVICE | {
 _DEVELOPER = _VIEWER | {
     Permission.AGENT_CREATE,
     Permission.AGENT_DELETE,
+    Permission.AGENT_SHARE,
     Permission.AGENT_UPDATE,
     Permission.CHAT_SESSION_CREATE,
     Permission.CHAT_SESSION_DELETE,
@@ -62,6 +62,7 @@ _DEVELOPER = _VIEWER | {
     Permission.TOOL_CREATE,
     Permission.TOOL_DELETE,
     Permission.TOOL_IMPORT,
+    Permission.TOOL_SHARE,
     Permission.TOOL_TEST,
     Permission.TOOL_UPDATE,
     Permission.USAGE_EXPORT,

@@ -12,7 +12,9 @@ class AuditEvent(StrEnum):
     AGENT_CREATED = "agent:created"
     AGENT_DELETED = "agent:deleted"
     AGENT_QUARANTINED = "agent:quarantined"
+    AGENT_SHARED = "agent:shared"
     AGENT_STATUS_CHANGED = "agent:status_changed"
+    AGENT_UNSHARED = "agent:unshared"
     AGENT_UPDATED = "agent:updated"
     API_TOKEN_CREATED = "api_token:created"  # noqa: S105 - an event name, not a token
     API_TOKEN_REVOKED = "api_token:revoked"  # noqa: S105 - an event name, not a token
@@ -50,6 +52,8 @@ class AuditEvent(StrEnum):
     TOOL_DELETED = "tool:deleted"
     TOOL_EXPORTED = "tool:exported"
     TOOL_IMPORTED = "tool:imported"
+    TOOL_SHARED = "tool:shared"
+    TOOL_UNSHARED = "tool:unshared"
     TOOL_UPDATED = "tool:updated"
     USER_CREATED = "user:created"
     USER_DELETED = "user:deleted"

@@ -3,10 +3,16 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, relationship
 
-from llero.forge.models import DESCRIPTION_MAX, NAME_MAX, Tool
+from llero.forge.models import (
+    DESCRIPTION_MAX,
+    NAME_MAX,
+    Tool,
+    owner_column,
+    share_target_check,
+)
 from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
 
 SYSTEM_PROMPT_MAX = 32_768
@@ -50,6 +56,8 @@ class Agent(Base):
     model: Mapped[str] = classified(DataClass.INTERNAL, String(128))
     status: Mapped[str] = classified(DataClass.INTERNAL, String(16), default=AgentStatus.ACTIVE)
     expires_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
+    # The creator; None means the system (a row older than ownership).
+    owner_user_id: Mapped[int | None] = owner_column()
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
     updated_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
 
@@ -58,4 +66,27 @@ class Agent(Base):
     )
 
 
-__all__ = ["DESCRIPTION_MAX", "Agent", "AgentStatus", "agent_tools"]
+class AgentShare(Base):
+    """The right to read and use an agent, for one user or for everyone (``everyone``)."""
+
+    __tablename__ = "agent_shares"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "user_id", name="uq_agent_shares_agent_user"),
+        share_target_check(),
+    )
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    agent_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("agents.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = classified(
+        DataClass.INTERNAL,
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    )
+    everyone: Mapped[bool] = classified(DataClass.INTERNAL, Boolean, default=False)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+
+
+__all__ = ["DESCRIPTION_MAX", "Agent", "AgentShare", "AgentStatus", "agent_tools"]

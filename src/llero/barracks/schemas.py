@@ -151,6 +151,7 @@ class AgentSummary(ResponseModel):
     expires_at: datetime | None
     runnable: bool = Field(description="Whether the agent is active and not expired now.")
     toolkit: list[ToolkitEntry]
+    owner_user_id: int | None = Field(description="The creator; null for agents of the system.")
     created_at: datetime
     updated_at: datetime
 

@@ -4,6 +4,11 @@ Every function works in the caller's session and flushes but never commits, so t
 transaction decides. A change that raises leaves nothing written once the caller rolls back.
 Each function validates its own input as well, because the CLI and the run loop call it without
 the HTTP schemas in front of it.
+
+Each function takes the ``Caller`` it acts for and applies ``llero.access.ownership``: an agent
+the caller may not see is reported as not found, exactly as a missing id is, and a toolkit may
+contain only tools that the agent's owner sees. Every change records its audit event in the
+caller's transaction.
 """
 
 import unicodedata
@@ -12,17 +17,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from llero.barracks.models import DESCRIPTION_MAX, SYSTEM_PROMPT_MAX, Agent, AgentStatus
+from llero.access import sharing
+from llero.access.ownership import Caller, NotOwner
+from llero.audit.context import Target
+from llero.audit.events import AuditEvent
+from llero.audit.service import record_as
+from llero.barracks.models import (
+    DESCRIPTION_MAX,
+    SYSTEM_PROMPT_MAX,
+    Agent,
+    AgentShare,
+    AgentStatus,
+)
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
-from llero.forge.models import NAME_MAX, Tool, ToolStatus
+from llero.forge.models import NAME_MAX, Tool, ToolShare, ToolStatus
 from llero.logs import get_logger
 from llero.storage.base import utc_now
 
 log = get_logger("llero.barracks")
+
+AGENT_SHARES = sharing.ShareTable(AgentShare, AgentShare.agent_id, "agent")
+_TOOL_SHARES = sharing.ShareTable(ToolShare, ToolShare.tool_id, "tool")
 
 PROVIDER_MAX = 64
 MODEL_MAX = 128
@@ -271,14 +290,24 @@ def _assign_toolkit(agent: Agent, tools: list[Tool]) -> None:
 # Toolkits.
 
 
-def _toolkit_tools(session: Session, tool_ids: Sequence[int], field: str) -> list[Tool]:
-    """Return the tools in ``tool_ids`` order, or raise naming every id that cannot be used."""
+def _toolkit_tools(
+    session: Session, owner: Caller, tool_ids: Sequence[int], field: str
+) -> list[Tool]:
+    """Return the tools in ``tool_ids`` order, or raise naming every id that cannot be used.
+
+    A tool that ``owner`` (the agent's owner) may not see is rejected as ``unknown``, exactly
+    like an id that names no tool.
+    """
     if len(tool_ids) > TOOLKIT_MAX:
         raise _invalid(field, f"must contain at most {TOOLKIT_MAX} tools")
     _check_no_duplicates(tool_ids, field)
 
     valid_ids = {tool_id for tool_id in tool_ids if _is_valid_id(tool_id)}
-    found = session.scalars(select(Tool).where(Tool.id.in_(valid_ids))).all() if valid_ids else []
+    statement = select(Tool).where(Tool.id.in_(valid_ids))
+    visible = _tools_visible_to(owner)
+    if visible is not None:
+        statement = statement.where(visible)
+    found = session.scalars(statement).all() if valid_ids else []
     tools = {tool.id: tool for tool in found}
 
     reasons: dict[int, str] = {}
@@ -322,8 +351,18 @@ def _rejection_problem(tool_id: int, reason: str) -> str:
     return f"tool {tool_id} is {reason}; only active tools can be in a toolkit"
 
 
-def _active_tool(session: Session, tool_id: int, field: str) -> Tool:
+def _tools_visible_to(owner: Caller) -> ColumnElement[bool] | None:
+    if owner.sees_all or owner.user_id is None:
+        return None
+    return sharing.visible_clause(Tool.owner_user_id, Tool.id, _TOOL_SHARES, owner.user_id)
+
+
+def _active_tool(session: Session, owner: Caller, tool_id: int, field: str) -> Tool:
     tool = session.get(Tool, tool_id) if _is_valid_id(tool_id) else None
+    if tool is not None and not sharing.is_visible(
+        session, owner, _TOOL_SHARES, tool.id, tool.owner_user_id
+    ):
+        tool = None
     if tool is not None and tool.status == ToolStatus.ACTIVE:
         return tool
     reason = "unknown" if tool is None else str(tool.status)
@@ -342,16 +381,62 @@ def _rejection_reason(tool: Tool | None) -> str | None:
 # Agents.
 
 
-def get_agent(session: Session, agent_id: int) -> Agent:
-    """Return the agent, or raise NotFound."""
+def get_agent(session: Session, caller: Caller, agent_id: int) -> Agent:
+    """Return an agent that ``caller`` may see, or raise NotFound as for a missing id."""
     agent = session.get(Agent, agent_id) if _is_valid_id(agent_id) else None
-    if agent is None:
+    if agent is None or not _sees(session, caller, agent):
         raise NotFound(f"agent {agent_id} not found")
     return agent
 
 
-def create_agent(session: Session, new: NewAgent, *, now: datetime | None = None) -> Agent:
-    """Validate and insert an agent with its toolkit. Any error is raised before a write."""
+def get_agent_to_change(
+    session: Session, caller: Caller, agent_id: int, *, lock: bool = True
+) -> Agent:
+    """Return an agent that ``caller`` may change; ``lock`` holds its row to the transaction's end.
+
+    Raises NotFound when the caller may not see it, and NotOwner when they see it only
+    through a share.
+    """
+    agent = (
+        session.get(Agent, agent_id, with_for_update={"of": Agent} if lock else None)
+        if _is_valid_id(agent_id)
+        else None
+    )
+    if agent is None or not _sees(session, caller, agent):
+        raise NotFound(f"agent {agent_id} not found")
+    if not caller.owns(agent.owner_user_id):
+        raise NotOwner("agent", agent_id)
+    return agent
+
+
+def _sees(session: Session, caller: Caller, agent: Agent) -> bool:
+    return sharing.is_visible(session, caller, AGENT_SHARES, agent.id, agent.owner_user_id)
+
+
+def _owner_of(session: Session, caller: Caller, agent: Agent) -> Caller:
+    """Return the agent's owner as a caller, to decide which tools its toolkit may contain."""
+    if agent.owner_user_id == caller.user_id:
+        return caller
+    return sharing.caller_for_owner(session, agent.owner_user_id, caller.origin)
+
+
+def _record(
+    session: Session,
+    caller: Caller,
+    event: AuditEvent,
+    agent_id: int,
+    detail: dict[str, Any],
+) -> None:
+    record_as(session, caller.origin, event, Target.of("agent", agent_id), detail)
+
+
+def create_agent(
+    session: Session, caller: Caller, new: NewAgent, *, now: datetime | None = None
+) -> Agent:
+    """Validate and insert an agent owned by ``caller`` with its toolkit.
+
+    Any error is raised before a write.
+    """
     now = _now_or_current(now)
     name = _check_line("name", new.name, NAME_MAX)
     agent = Agent(
@@ -362,19 +447,28 @@ def create_agent(session: Session, new: NewAgent, *, now: datetime | None = None
         system_prompt=_check_text("system_prompt", new.system_prompt, SYSTEM_PROMPT_MAX),
         status=_check_status(new.status),
         expires_at=_check_expiry(new.expires_at, now),
+        owner_user_id=caller.user_id,
     )
-    toolkit = _toolkit_tools(session, new.tool_ids, "tool_ids")
+    toolkit = _toolkit_tools(session, caller, new.tool_ids, "tool_ids")
     _check_name_free(session, name, None)
 
     _assign_toolkit(agent, toolkit)
     session.add(agent)
     _flush(session, name)
+    _record(
+        session,
+        caller,
+        AuditEvent.AGENT_CREATED,
+        agent.id,
+        {"name": name, "status": str(agent.status), "tool_ids": [tool.id for tool in toolkit]},
+    )
     log.info("agent_created", agent_id=agent.id, tools=len(toolkit))
     return agent
 
 
 def list_agents(
     session: Session,
+    caller: Caller,
     *,
     search: str | None = None,
     status: AgentStatus | None = None,
@@ -382,7 +476,7 @@ def list_agents(
     limit: int = LIST_LIMIT_DEFAULT,
     offset: int = 0,
 ) -> AgentPage:
-    """Return one page of agents ordered by id.
+    """Return one page of the agents ``caller`` sees, ordered by id.
 
     ``search`` matches a substring of the name without regard to case (on SQLite, only for ASCII
     letters). ``%`` and ``_`` in it match themselves.
@@ -393,6 +487,12 @@ def list_agents(
         raise _invalid("offset", f"must be between 0 and {OFFSET_MAX}")
 
     query = select(Agent)
+    if not caller.sees_all:
+        if caller.user_id is None:
+            raise ValueError("a caller that is not the system needs a user id")
+        query = query.where(
+            sharing.visible_clause(Agent.owner_user_id, Agent.id, AGENT_SHARES, caller.user_id)
+        )
     if search:
         query = query.where(Agent.name.icontains(search, autoescape=True))
     if status is not None:
@@ -406,38 +506,48 @@ def list_agents(
 
 
 def update_agent(
-    session: Session, agent_id: int, changes: AgentChanges, *, now: datetime | None = None
+    session: Session,
+    caller: Caller,
+    agent_id: int,
+    changes: AgentChanges,
+    *,
+    now: datetime | None = None,
 ) -> Agent:
     """Apply the fields present in ``changes``. The other fields keep their stored values."""
     checked = _checked_changes(changes, _now_or_current(now))
-    agent = get_agent(session, agent_id)
+    agent = get_agent_to_change(session, caller, agent_id)
     if "name" in checked:
         _check_name_free(session, checked["name"], agent.id)
     if not checked:
         return agent
 
+    changed = sorted(field for field, value in checked.items() if getattr(agent, field) != value)
     for field, value in checked.items():
         setattr(agent, field, value)
     _touch(agent)
     _flush(session, agent.name)
+    if changed:
+        _record(session, caller, AuditEvent.AGENT_UPDATED, agent.id, {"fields": changed})
     log.info("agent_updated", agent_id=agent.id, fields=sorted(checked))
     return agent
 
 
-def delete_agent(session: Session, agent_id: int) -> None:
-    """Delete the agent and its toolkit rows. The tools themselves stay."""
-    agent = get_agent(session, agent_id)
+def delete_agent(session: Session, caller: Caller, agent_id: int) -> None:
+    """Delete the agent, its toolkit rows and its shares. The tools themselves stay."""
+    agent = get_agent_to_change(session, caller, agent_id)
+    name = agent.name
     session.delete(agent)
     session.flush()
+    _record(session, caller, AuditEvent.AGENT_DELETED, agent_id, {"name": name})
     log.info("agent_deleted", agent_id=agent_id)
 
 
-def set_status(session: Session, agent_id: int, status: AgentStatus) -> Agent:
+def set_status(session: Session, caller: Caller, agent_id: int, status: AgentStatus) -> Agent:
     """Set the status of an agent."""
     # NOTE: quarantined differs from disabled only in name so far. Neither is runnable, and
     # nothing yet limits who may lift a quarantine beyond the route's own permission.
     checked = _check_status(status)
-    agent = get_agent(session, agent_id)
+    agent = get_agent_to_change(session, caller, agent_id)
     if agent.status == checked:
         return agent
 
@@ -445,23 +555,36 @@ def set_status(session: Session, agent_id: int, status: AgentStatus) -> Agent:
     agent.status = checked
     _touch(agent)
     session.flush()
+    event = (
+        AuditEvent.AGENT_QUARANTINED
+        if checked == AgentStatus.QUARANTINED
+        else AuditEvent.AGENT_STATUS_CHANGED
+    )
+    _record(session, caller, event, agent.id, {"previous": str(previous), "status": str(checked)})
     log.info("agent_status_changed", agent_id=agent.id, previous=previous, status=checked)
     return agent
 
 
-def set_toolkit(session: Session, agent_id: int, tool_ids: Sequence[int]) -> Agent:
+def set_toolkit(session: Session, caller: Caller, agent_id: int, tool_ids: Sequence[int]) -> Agent:
     """Replace the whole toolkit. Every tool must exist and be active, and none may repeat."""
-    agent = get_agent(session, agent_id)
-    _assign_toolkit(agent, _toolkit_tools(session, tool_ids, "tool_ids"))
+    agent = get_agent_to_change(session, caller, agent_id)
+    owner = _owner_of(session, caller, agent)
+    _assign_toolkit(agent, _toolkit_tools(session, owner, tool_ids, "tool_ids"))
     _touch(agent)
     _flush(session, agent.name)
+    _record_toolkit(session, caller, agent)
     log.info("agent_toolkit_set", agent_id=agent.id, tools=len(agent.toolkit))
     return agent
 
 
-def add_tool(session: Session, agent_id: int, tool_id: int) -> Agent:
+def _record_toolkit(session: Session, caller: Caller, agent: Agent) -> None:
+    detail = {"fields": ["toolkit"], "tool_ids": [tool.id for tool in agent.toolkit]}
+    _record(session, caller, AuditEvent.AGENT_UPDATED, agent.id, detail)
+
+
+def add_tool(session: Session, caller: Caller, agent_id: int, tool_id: int) -> Agent:
     """Add one active tool to the toolkit, or raise Conflict when it is already there."""
-    agent = get_agent(session, agent_id)
+    agent = get_agent_to_change(session, caller, agent_id)
     if any(tool.id == tool_id for tool in agent.toolkit):
         raise Conflict(f"tool {tool_id} is already in the toolkit of agent {agent.id}")
     if len(agent.toolkit) >= TOOLKIT_MAX:
@@ -470,16 +593,18 @@ def add_tool(session: Session, agent_id: int, tool_id: int) -> Agent:
             " remove one before adding another"
         )
 
-    _assign_toolkit(agent, [*agent.toolkit, _active_tool(session, tool_id, "tool_id")])
+    owner = _owner_of(session, caller, agent)
+    _assign_toolkit(agent, [*agent.toolkit, _active_tool(session, owner, tool_id, "tool_id")])
     _touch(agent)
     _flush(session, agent.name)
+    _record_toolkit(session, caller, agent)
     log.info("agent_tool_added", agent_id=agent.id, tool_id=tool_id)
     return agent
 
 
-def remove_tool(session: Session, agent_id: int, tool_id: int) -> Agent:
+def remove_tool(session: Session, caller: Caller, agent_id: int, tool_id: int) -> Agent:
     """Remove one tool from the toolkit, or raise NotFound when it is not there."""
-    agent = get_agent(session, agent_id)
+    agent = get_agent_to_change(session, caller, agent_id)
     tool = next((tool for tool in agent.toolkit if tool.id == tool_id), None)
     if tool is None:
         raise NotFound(f"tool {tool_id} is not in the toolkit of agent {agent.id}")
@@ -487,5 +612,34 @@ def remove_tool(session: Session, agent_id: int, tool_id: int) -> Agent:
     agent.toolkit.remove(tool)
     _touch(agent)
     session.flush()
+    _record_toolkit(session, caller, agent)
     log.info("agent_tool_removed", agent_id=agent.id, tool_id=tool_id)
     return agent
+
+
+# Sharing.
+
+
+def list_agent_shares(session: Session, caller: Caller, agent_id: int) -> list[sharing.ShareView]:
+    """Return the shares of an agent; only its owner and admins may read them."""
+    get_agent_to_change(session, caller, agent_id, lock=False)
+    return sharing.list_shares(session, AGENT_SHARES, agent_id)
+
+
+def share_agent(
+    session: Session, caller: Caller, agent_id: int, *, user_id: int | None, everyone: bool
+) -> sharing.ShareView:
+    """Let one user, or everyone, read and use the agent, never change it."""
+    agent = get_agent_to_change(session, caller, agent_id)
+    view = sharing.add_share(
+        session, AGENT_SHARES, agent.id, agent.owner_user_id, user_id=user_id, everyone=everyone
+    )
+    _record(session, caller, AuditEvent.AGENT_SHARED, agent.id, sharing.share_detail(view))
+    return view
+
+
+def unshare_agent(session: Session, caller: Caller, agent_id: int, share_id: int) -> None:
+    """Delete one share of the agent."""
+    agent = get_agent_to_change(session, caller, agent_id)
+    view = sharing.remove_share(session, AGENT_SHARES, agent.id, share_id)
+    _record(session, caller, AuditEvent.AGENT_UNSHARED, agent.id, sharing.share_detail(view))

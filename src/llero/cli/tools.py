@@ -1,7 +1,9 @@
 """`llero tools`: import, export and list the tools stored in Llero's database.
 
 The commands work on the database directly, like `llero migrate`, so the server need not run.
-They never prompt; everything they need comes from options and LLERO_* settings.
+They never prompt; everything they need comes from options and LLERO_* settings. They act as
+the operator: they see every tool, the tools they import have no owner (only admins see them
+until shared), and their audit records name the system actor "cli".
 """
 
 import json
@@ -17,6 +19,8 @@ import click
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from llero.access.ownership import Caller
+from llero.audit.keys import attach_keys, load_audit_keys
 from llero.config.settings import Settings
 from llero.errors import InvalidInput, Violation
 from llero.forge import bfcl, service
@@ -24,6 +28,8 @@ from llero.forge.models import ToolStatus
 from llero.storage import migrate
 from llero.storage.db import Database
 from llero.web.schemas import ID_MAX
+
+CLI_CALLER = Caller.system("cli")
 
 # Files with at least this many specs get a progress bar on standard error.
 PROGRESS_MIN_SPECS = 200
@@ -49,11 +55,16 @@ def _fail(message: str) -> NoReturn:
 
 @contextmanager
 def _transaction(settings: Settings) -> Iterator[Session]:
-    """Yield a session on a migrated database; commit on success, roll back on any error."""
+    """Yield a session on a migrated database; commit on success, roll back on any error.
+
+    The session has the audit keys, so every change is recorded with it.
+    """
+    keys = load_audit_keys(settings.keys_dir)
     database = Database(settings.resolved_database_url)
     try:
         _check_migrated(database)
         with database.transaction() as session:
+            attach_keys(session, keys)
             yield session
     finally:
         database.dispose()
@@ -156,10 +167,10 @@ def _apply_with_progress(
     session: Session, parsed: service.ParsedImport, options: service.ImportOptions
 ) -> service.ImportResult:
     if parsed.size < PROGRESS_MIN_SPECS:
-        return service.apply_import(session, parsed, options)
+        return service.apply_import(session, CLI_CALLER, parsed, options)
     label = f"importing {parsed.size} specs"
     with click.progressbar(length=parsed.size, label=label, file=sys.stderr) as bar:
-        return service.apply_import(session, parsed, options, progress=bar.update)
+        return service.apply_import(session, CLI_CALLER, parsed, options, progress=bar.update)
 
 
 def _print_report(result: service.ImportResult, *, verbose: bool) -> None:
@@ -220,7 +231,7 @@ def export_command(
         category_id=category_id, status=ToolStatus(status) if status else None
     )
     with _transaction(settings) as session:
-        exported = service.export_tools(session, selection, service.ExportFormat(fmt))
+        exported = service.export_tools(session, CLI_CALLER, selection, service.ExportFormat(fmt))
     text = json.dumps(exported, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         click.echo(text, nl=False)
@@ -269,7 +280,7 @@ def list_command(
         search, category_id, ToolStatus(status) if status else None, limit, offset
     )
     with _transaction(settings) as session:
-        page = service.list_tools(session.connection(), query)
+        page = service.list_tools(session.connection(), CLI_CALLER, query)
     for item in page.items:
         click.echo(_list_line(item))
     shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
@@ -304,7 +315,7 @@ def test_command(name: str, arguments_text: str) -> None:
         _fail("--arguments must be a JSON object")
     settings = _settings()
     with _transaction(settings) as session:
-        result = service.test_tool(service.get_tool_by_name(session, name), arguments)
+        result = service.test_tool(service.get_tool_by_name(session, CLI_CALLER, name), arguments)
     _print_violations(result.violations)
     if not result.ok:
         sys.exit(1)

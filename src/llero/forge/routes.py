@@ -9,11 +9,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from llero.access.ownership import Caller
 from llero.access.permissions import Permission, requires
+from llero.access.sharing import ShareView
 from llero.forge import schemas, service
 from llero.forge.models import Tool, ToolStatus, ToolVersion
 from llero.forge.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from llero.storage.db import Database
+from llero.web.callers import CallerDep
 from llero.web.deps import SessionDep, SettingsDep, get_database
 from llero.web.schemas import ID_MAX
 
@@ -59,6 +62,7 @@ router = APIRouter(default_response_class=SafeJSONResponse)
 ToolIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 CategoryIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 VersionPath = Annotated[int, Path(ge=1, le=ID_MAX)]
+ShareIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 FormatQuery = Annotated[
     service.ExportFormat,
     Query(alias="format", description="Provider format of the exported tools."),
@@ -77,6 +81,7 @@ FormatQuery = Annotated[
 async def list_tools(
     *,
     request: Request,
+    caller: CallerDep,
     search: Annotated[
         str | None, Query(max_length=SEARCH_MAX, description="Part of the tool name.")
     ] = None,
@@ -90,13 +95,13 @@ async def list_tools(
     # This is the busiest route. It reads in one worker thread, where a sync route with the
     # session dependency would take three (open, run, close). It sends the JSON that the
     # database wrote, without validating the page again through the response model.
-    text = await run_in_threadpool(_read_tool_page, get_database(request), query)
+    text = await run_in_threadpool(_read_tool_page, get_database(request), caller, query)
     return Response(_escape_markup(text), media_type="application/json")
 
 
-def _read_tool_page(database: Database, query: service.ToolQuery) -> str:
+def _read_tool_page(database: Database, caller: Caller, query: service.ToolQuery) -> str:
     with database.engine.connect() as connection:
-        return service.list_tools_json(connection, query)
+        return service.list_tools_json(connection, caller, query)
 
 
 @router.post(
@@ -106,7 +111,7 @@ def _read_tool_page(database: Database, query: service.ToolQuery) -> str:
     response_model=schemas.ToolOut,
     tags=["tools"],
 )
-def create_tool(session: SessionDep, body: schemas.ToolCreate) -> dict[str, Any]:
+def create_tool(session: SessionDep, caller: CallerDep, body: schemas.ToolCreate) -> dict[str, Any]:
     """Create a tool at version 1."""
     state = service.ToolFields.of(
         body.name,
@@ -115,7 +120,7 @@ def create_tool(session: SessionDep, body: schemas.ToolCreate) -> dict[str, Any]
         category_id=body.category_id,
         status=body.status,
     )
-    return _tool_out(service.create_tool(session, state))
+    return _tool_out(service.create_tool(session, caller, state))
 
 
 IMPORT_MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jsonl")
@@ -152,6 +157,7 @@ async def _raw_body(request: Request) -> bytes:
 def import_tools(
     *,
     session: SessionDep,
+    caller: CallerDep,
     settings: SettingsDep,
     data: Annotated[bytes, Depends(_raw_body)],
     fmt: Annotated[
@@ -171,7 +177,9 @@ def import_tools(
 ) -> dict[str, Any]:
     """Import tool specs from a file in one transaction and report what became of each."""
     options = service.ImportOptions(fmt, on_conflict, all_or_nothing)
-    report = service.import_tools(session, data, options, max_specs=settings.max_import_specs)
+    report = service.import_tools(
+        session, caller, data, options, max_specs=settings.max_import_specs
+    )
     return asdict(report)
 
 
@@ -184,6 +192,7 @@ def import_tools(
 def export_tools(
     *,
     session: SessionDep,
+    caller: CallerDep,
     fmt: FormatQuery = service.ExportFormat.OPENAI,
     ids: Annotated[
         list[Annotated[int, Query(ge=1, le=ID_MAX)]] | None,
@@ -194,7 +203,7 @@ def export_tools(
 ) -> list[dict[str, Any]]:
     """Export the selected tools, or all of them, as a JSON list in a provider format."""
     selection = service.ExportSelection(ids, category_id, status)
-    return service.export_tools(session, selection, fmt)
+    return service.export_tools(session, caller, selection, fmt)
 
 
 # --- Tools: one tool ------------------------------------------------------------------------
@@ -206,8 +215,8 @@ def export_tools(
     response_model=schemas.ToolOut,
     tags=["tools"],
 )
-def get_tool(session: SessionDep, tool_id: ToolIdPath) -> dict[str, Any]:
-    return _tool_out(service.get_tool(session, tool_id))
+def get_tool(session: SessionDep, caller: CallerDep, tool_id: ToolIdPath) -> dict[str, Any]:
+    return _tool_out(service.get_tool(session, caller, tool_id))
 
 
 @router.put(
@@ -217,13 +226,15 @@ def get_tool(session: SessionDep, tool_id: ToolIdPath) -> dict[str, Any]:
     tags=["tools"],
 )
 def update_tool(
-    session: SessionDep, tool_id: ToolIdPath, body: schemas.ToolUpdate
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, body: schemas.ToolUpdate
 ) -> dict[str, Any]:
     """Change some fields of a tool; a change that alters nothing keeps the version."""
     changes = {
         name: getattr(body, name) for name in body.model_fields_set if name != "expected_version"
     }
-    tool = service.update_tool(session, tool_id, changes, expected_version=body.expected_version)
+    tool = service.update_tool(
+        session, caller, tool_id, changes, expected_version=body.expected_version
+    )
     return _tool_out(tool)
 
 
@@ -233,9 +244,9 @@ def update_tool(
     status_code=204,
     tags=["tools"],
 )
-def delete_tool(session: SessionDep, tool_id: ToolIdPath) -> Response:
+def delete_tool(session: SessionDep, caller: CallerDep, tool_id: ToolIdPath) -> Response:
     """Delete a tool and its versions; refused while an agent's toolkit contains it."""
-    service.delete_tool(session, tool_id)
+    service.delete_tool(session, caller, tool_id)
     return Response(status_code=204)
 
 
@@ -245,9 +256,9 @@ def delete_tool(session: SessionDep, tool_id: ToolIdPath) -> Response:
     response_model=dict[str, Any],
     tags=["tools"],
 )
-def tool_schema(session: SessionDep, tool_id: ToolIdPath) -> dict[str, Any]:
+def tool_schema(session: SessionDep, caller: CallerDep, tool_id: ToolIdPath) -> dict[str, Any]:
     """Return the JSON Schema that the arguments of a call to the tool must match."""
-    return service.tool_schema(service.get_tool(session, tool_id))
+    return service.tool_schema(service.get_tool(session, caller, tool_id))
 
 
 @router.get(
@@ -258,11 +269,12 @@ def tool_schema(session: SessionDep, tool_id: ToolIdPath) -> dict[str, Any]:
 )
 def export_tool(
     session: SessionDep,
+    caller: CallerDep,
     tool_id: ToolIdPath,
     fmt: FormatQuery = service.ExportFormat.OPENAI,
 ) -> dict[str, Any]:
     """Export one tool in a provider format."""
-    return service.export_one(service.get_tool(session, tool_id), fmt)
+    return service.export_tool_as(session, caller, tool_id, fmt)
 
 
 @router.post(
@@ -272,10 +284,10 @@ def export_tool(
     tags=["tools"],
 )
 def test_tool(
-    session: SessionDep, tool_id: ToolIdPath, body: schemas.ToolTestRequest
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, body: schemas.ToolTestRequest
 ) -> dict[str, Any]:
     """Check arguments against the tool and list every violation with its JSON path."""
-    result = service.test_tool(service.get_tool(session, tool_id), body.arguments)
+    result = service.test_tool(service.get_tool(session, caller, tool_id), body.arguments)
     return {"ok": result.ok, "violations": [item.as_dict() for item in result.violations]}
 
 
@@ -286,9 +298,11 @@ def test_tool(
     response_model=schemas.ToolOut,
     tags=["tools"],
 )
-def clone_tool(session: SessionDep, tool_id: ToolIdPath, body: schemas.ToolClone) -> dict[str, Any]:
-    """Copy a tool under a new name, as a draft at version 1."""
-    return _tool_out(service.clone_tool(session, tool_id, body.name))
+def clone_tool(
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, body: schemas.ToolClone
+) -> dict[str, Any]:
+    """Copy a visible tool under a new name, as a private draft of the caller at version 1."""
+    return _tool_out(service.clone_tool(session, caller, tool_id, body.name))
 
 
 # --- Tools: versions ------------------------------------------------------------------------
@@ -302,12 +316,13 @@ def clone_tool(session: SessionDep, tool_id: ToolIdPath, body: schemas.ToolClone
 )
 def list_versions(
     session: SessionDep,
+    caller: CallerDep,
     tool_id: ToolIdPath,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = LIST_LIMIT_DEFAULT,
     offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
 ) -> list[dict[str, Any]]:
     """List the versions of a tool, newest first."""
-    versions = service.list_versions(session, tool_id, limit=limit, offset=offset)
+    versions = service.list_versions(session, caller, tool_id, limit=limit, offset=offset)
     return [
         {"version": item.version, "change": item.change, "created_at": item.created_at}
         for item in versions
@@ -320,8 +335,10 @@ def list_versions(
     response_model=schemas.VersionOut,
     tags=["tools"],
 )
-def get_version(session: SessionDep, tool_id: ToolIdPath, version: VersionPath) -> dict[str, Any]:
-    return _version_out(service.get_version(session, tool_id, version))
+def get_version(
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, version: VersionPath
+) -> dict[str, Any]:
+    return _version_out(service.get_version(session, caller, tool_id, version))
 
 
 @router.get(
@@ -332,12 +349,13 @@ def get_version(session: SessionDep, tool_id: ToolIdPath, version: VersionPath) 
 )
 def diff_versions(
     session: SessionDep,
+    caller: CallerDep,
     tool_id: ToolIdPath,
     from_version: Annotated[int, Query(alias="from", ge=1, le=ID_MAX)],
     to_version: Annotated[int, Query(alias="to", ge=1, le=ID_MAX)],
 ) -> dict[str, Any]:
     """Compare two versions: changed fields, and added, removed and changed parameters."""
-    return asdict(service.diff_versions(session, tool_id, from_version, to_version))
+    return asdict(service.diff_versions(session, caller, tool_id, from_version, to_version))
 
 
 @router.post(
@@ -347,10 +365,57 @@ def diff_versions(
     tags=["tools"],
 )
 def restore_version(
-    session: SessionDep, tool_id: ToolIdPath, version: VersionPath
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, version: VersionPath
 ) -> dict[str, Any]:
     """Make an earlier version current again by storing it as a new version."""
-    return _tool_out(service.restore_version(session, tool_id, version))
+    return _tool_out(service.restore_version(session, caller, tool_id, version))
+
+
+# --- Tools: shares --------------------------------------------------------------------------
+
+
+@router.get(
+    "/tools/{tool_id}/shares",
+    dependencies=[requires(Permission.TOOL_SHARE)],
+    response_model=list[schemas.ShareOut],
+    tags=["tools"],
+)
+def list_tool_shares(
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath
+) -> list[dict[str, Any]]:
+    """List who the tool is shared with; only its owner and admins may."""
+    return [share_out(view) for view in service.list_tool_shares(session, caller, tool_id)]
+
+
+@router.post(
+    "/tools/{tool_id}/shares",
+    dependencies=[requires(Permission.TOOL_SHARE)],
+    status_code=201,
+    response_model=schemas.ShareOut,
+    tags=["tools"],
+)
+def share_tool(
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, body: schemas.ShareCreate
+) -> dict[str, Any]:
+    """Let one user, or everyone, read the tool; a share never lets them change it."""
+    view = service.share_tool(
+        session, caller, tool_id, user_id=body.user_id, everyone=body.everyone
+    )
+    return share_out(view)
+
+
+@router.delete(
+    "/tools/{tool_id}/shares/{share_id}",
+    dependencies=[requires(Permission.TOOL_SHARE)],
+    status_code=204,
+    tags=["tools"],
+)
+def unshare_tool(
+    session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, share_id: ShareIdPath
+) -> Response:
+    """Delete a share; refused while it would take a toolkit's tool from the agent's owner."""
+    service.unshare_tool(session, caller, tool_id, share_id)
+    return Response(status_code=204)
 
 
 # --- Categories -----------------------------------------------------------------------------
@@ -362,9 +427,9 @@ def restore_version(
     response_model=list[schemas.CategoryOut],
     tags=["categories"],
 )
-def list_categories(session: SessionDep) -> list[dict[str, Any]]:
-    """List every category sorted by name, each with the number of tools in it."""
-    return [asdict(category) for category in service.list_categories(session)]
+def list_categories(session: SessionDep, caller: CallerDep) -> list[dict[str, Any]]:
+    """List every category sorted by name, each with the number of visible tools in it."""
+    return [asdict(category) for category in service.list_categories(session, caller)]
 
 
 @router.post(
@@ -374,8 +439,10 @@ def list_categories(session: SessionDep) -> list[dict[str, Any]]:
     response_model=schemas.CategoryOut,
     tags=["categories"],
 )
-def create_category(session: SessionDep, body: schemas.CategoryCreate) -> dict[str, Any]:
-    return asdict(service.create_category(session, body.name, body.description))
+def create_category(
+    session: SessionDep, caller: CallerDep, body: schemas.CategoryCreate
+) -> dict[str, Any]:
+    return asdict(service.create_category(session, caller, body.name, body.description))
 
 
 @router.get(
@@ -384,8 +451,10 @@ def create_category(session: SessionDep, body: schemas.CategoryCreate) -> dict[s
     response_model=schemas.CategoryOut,
     tags=["categories"],
 )
-def get_category(session: SessionDep, category_id: CategoryIdPath) -> dict[str, Any]:
-    return asdict(service.get_category(session, category_id))
+def get_category(
+    session: SessionDep, caller: CallerDep, category_id: CategoryIdPath
+) -> dict[str, Any]:
+    return asdict(service.get_category(session, caller, category_id))
 
 
 @router.put(
@@ -395,11 +464,14 @@ def get_category(session: SessionDep, category_id: CategoryIdPath) -> dict[str, 
     tags=["categories"],
 )
 def update_category(
-    session: SessionDep, category_id: CategoryIdPath, body: schemas.CategoryUpdate
+    session: SessionDep,
+    caller: CallerDep,
+    category_id: CategoryIdPath,
+    body: schemas.CategoryUpdate,
 ) -> dict[str, Any]:
     """Rename a category or change its description."""
     category = service.update_category(
-        session, category_id, name=body.name, description=body.description
+        session, caller, category_id, name=body.name, description=body.description
     )
     return asdict(category)
 
@@ -410,9 +482,11 @@ def update_category(
     status_code=204,
     tags=["categories"],
 )
-def delete_category(session: SessionDep, category_id: CategoryIdPath) -> Response:
+def delete_category(
+    session: SessionDep, caller: CallerDep, category_id: CategoryIdPath
+) -> Response:
     """Delete a category; refused while any tool is in it."""
-    service.delete_category(session, category_id)
+    service.delete_category(session, caller, category_id)
     return Response(status_code=204)
 
 
@@ -427,8 +501,18 @@ def _tool_out(tool: Tool) -> dict[str, Any]:
         "status": tool.status,
         "parameters": tool.parameters,
         "version": tool.version,
+        "owner_user_id": tool.owner_user_id,
         "created_at": tool.created_at,
         "updated_at": tool.updated_at,
+    }
+
+
+def share_out(view: ShareView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "user_id": view.user_id,
+        "everyone": view.everyone,
+        "created_at": view.created_at,
     }
 
 

@@ -1,9 +1,9 @@
 """Request and response bodies of the tool and category routes."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
 from llero.forge.models import DESCRIPTION_MAX, NAME_MAX, ToolStatus
 from llero.forge.spec import MAX_PARAMETERS, TOOL_NAME_PATTERN, Parameter
@@ -81,6 +81,28 @@ class CategoryUpdate(RequestModel):
     _not_null = field_validator("name", "description", mode="before")(_reject_null)
 
 
+class ShareCreate(RequestModel):
+    """Whom to share a tool or agent with: one user (``user_id``) or everyone."""
+
+    user_id: RecordId | None = None
+    everyone: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if self.everyone and self.user_id is not None:
+            raise ValueError("give either user_id or everyone: true, not both")
+        if not self.everyone and self.user_id is None:
+            raise ValueError("give user_id, or everyone: true to share with every user")
+        return self
+
+
+class ShareOut(ResponseModel):
+    id: int
+    user_id: int | None = Field(description="The user the share is for; null when everyone.")
+    everyone: bool
+    created_at: datetime
+
+
 class CategoryOut(ResponseModel):
     id: int
     name: str
@@ -99,6 +121,7 @@ class ToolOut(ResponseModel):
     status: ToolStatus
     parameters: list[dict[str, Any]]
     version: int
+    owner_user_id: int | None = Field(description="The creator; null for tools of the system.")
     created_at: datetime
     updated_at: datetime
 
@@ -111,6 +134,7 @@ class ToolSummaryOut(ResponseModel):
     category: str | None
     status: ToolStatus
     version: int
+    owner_user_id: int | None
 
 
 class ToolPageOut(ResponseModel):

@@ -2,7 +2,11 @@
 
 Every function takes a session inside a transaction that the caller owns; nothing here commits.
 A function that fails raises a domain error from ``llero.errors`` and leaves the transaction to be
-rolled back, so a failed call writes nothing.
+rolled back, so a failed call writes nothing. Every change records its audit event in the same
+transaction, so a change whose record cannot be written is rolled back with it.
+
+Each function takes the ``Caller`` it acts for and applies ``llero.access.ownership``: a tool
+the caller may not see is reported as not found, exactly as a missing id is.
 
 Each stored version of a tool has a ``ToolVersion`` row, the current one included: creating a
 tool writes version 1, and each change writes the new state as the next version. The previous
@@ -20,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     ScalarSelect,
     Select,
     Subquery,
@@ -37,6 +42,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from llero.access import sharing
+from llero.access.ownership import Caller, NotOwner
+from llero.audit.context import Target
+from llero.audit.events import AuditEvent
+from llero.audit.service import record_as
 from llero.barracks.models import Agent, agent_tools
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
 from llero.forge.compiler import compile_schema
@@ -48,7 +58,7 @@ from llero.forge.formats import (
     import_specs,
     parse_documents,
 )
-from llero.forge.models import Category, Tool, ToolStatus, ToolVersion
+from llero.forge.models import Category, Tool, ToolShare, ToolStatus, ToolVersion
 from llero.forge.schema_import import Mapping as ImportMapping
 from llero.forge.spec import Parameter, ToolSpec, dump_parameters
 from llero.forge.validation import check_spec, validate_arguments
@@ -205,22 +215,53 @@ def _invalid_spec(problems: list[Violation]) -> InvalidInput:
 # --- Tools ----------------------------------------------------------------------------------
 
 
-def get_tool(session: Session, tool_id: int, *, for_update: bool = False) -> Tool:
-    """Return a tool; ``for_update`` locks its row until the transaction ends (PostgreSQL)."""
-    # The category is joined for reading; PostgreSQL can lock only the tools side of that join.
-    lock = {"of": Tool} if for_update else None
-    tool = session.get(Tool, tool_id, with_for_update=lock)
-    if tool is None:
+TOOL_SHARES = sharing.ShareTable(ToolShare, ToolShare.tool_id, "tool")
+
+
+def get_tool(session: Session, caller: Caller, tool_id: int) -> Tool:
+    """Return a tool that ``caller`` may see, or raise NotFound as for a missing id."""
+    tool = session.get(Tool, tool_id)
+    if tool is None or not _sees(session, caller, tool):
         raise NotFound(f"tool {tool_id} not found")
     return tool
 
 
-def get_tool_by_name(session: Session, name: str) -> Tool:
+def get_tool_to_change(
+    session: Session, caller: Caller, tool_id: int, *, lock: bool = True
+) -> Tool:
+    """Return a tool that ``caller`` may change; ``lock`` holds its row to the transaction's end.
+
+    Raises NotFound when the caller may not see it, and NotOwner when they see it only
+    through a share.
+    """
+    # The category is joined for reading; PostgreSQL can lock only the tools side of that join.
+    tool = session.get(Tool, tool_id, with_for_update={"of": Tool} if lock else None)
+    if tool is None or not _sees(session, caller, tool):
+        raise NotFound(f"tool {tool_id} not found")
+    if not caller.owns(tool.owner_user_id):
+        raise NotOwner("tool", tool_id)
+    return tool
+
+
+def _sees(session: Session, caller: Caller, tool: Tool) -> bool:
+    return sharing.is_visible(session, caller, TOOL_SHARES, tool.id, tool.owner_user_id)
+
+
+def _visible_tools(caller: Caller) -> ColumnElement[bool] | None:
+    """Return the condition that selects the tools ``caller`` sees, or None for all of them."""
+    if caller.sees_all or caller.user_id is None:
+        return None if caller.sees_all else literal(False)
+    return sharing.visible_clause(Tool.owner_user_id, Tool.id, TOOL_SHARES, caller.user_id)
+
+
+def get_tool_by_name(session: Session, caller: Caller, name: str) -> Tool:
     """Return the tool called ``name``, or the one imported under that original name."""
-    tool = session.scalars(select(Tool).where(Tool.name == name)).first()
+    visible = _visible_tools(caller)
+    conditions = [] if visible is None else [visible]
+    tool = session.scalars(select(Tool).where(Tool.name == name, *conditions)).first()
     if tool is None:
         tool = session.scalars(
-            select(Tool).where(Tool.original_name == name).order_by(Tool.id)
+            select(Tool).where(Tool.original_name == name, *conditions).order_by(Tool.id)
         ).first()
     if tool is None:
         raise NotFound(f"no tool is named {name!r}")
@@ -229,24 +270,42 @@ def get_tool_by_name(session: Session, name: str) -> Tool:
 
 def create_tool(
     session: Session,
+    caller: Caller,
     state: ToolFields,
     *,
     change: str = "created",
-    original_name: str | None = None,
+    detail: Mapping[str, Any] | None = None,
 ) -> Tool:
-    """Store a new tool at version 1 and its first version snapshot."""
+    """Store a new tool owned by ``caller`` at version 1, with its first version snapshot.
+
+    ``detail`` is added to the audit record, such as the tool a clone was copied from.
+    """
     _check_name_free(session, state.name)
-    return _insert_tool(session, state, change, original_name)
+    tool = _insert_tool(session, caller, state, change, None)
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_CREATED,
+        Target.of("tool", tool.id),
+        {"name": tool.name, "version": tool.version, **(detail or {})},
+    )
+    return tool
 
 
 def _insert_tool(
-    session: Session, state: ToolFields, change: str, original_name: str | None
+    session: Session, caller: Caller, state: ToolFields, change: str, original_name: str | None
 ) -> Tool:
     _build_spec(state)
     _check_category_exists(session, state.category_id)
 
     now = utc_now()
-    tool = Tool(original_name=original_name, version=1, created_at=now, updated_at=now)
+    tool = Tool(
+        original_name=original_name,
+        version=1,
+        owner_user_id=caller.user_id,
+        created_at=now,
+        updated_at=now,
+    )
     _assign(tool, state)
     session.add(tool)
     _flush(session, f"a tool named {state.name} already exists")
@@ -256,23 +315,52 @@ def _insert_tool(
 
 def update_tool(
     session: Session,
+    caller: Caller,
     tool_id: int,
     changes: Mapping[str, Any],
     *,
     expected_version: int | None = None,
 ) -> Tool:
     """Apply ``changes`` as a new version; a change that alters nothing writes no version."""
-    tool = get_tool(session, tool_id, for_update=True)
+    tool = get_tool_to_change(session, caller, tool_id)
     if expected_version is not None and expected_version != tool.version:
         raise Conflict(
             f"tool {tool.name} is at version {tool.version}, not {expected_version}; "
             "reload it and apply the change again"
         )
-    save_version(session, tool, ToolFields.from_tool(tool).with_changes(changes), "updated")
+    before = ToolFields.from_tool(tool)
+    after = before.with_changes(changes)
+    if save_version(session, caller, tool, after, "updated"):
+        _record_update(session, caller, tool, before, after, change="updated")
     return tool
 
 
-def save_version(session: Session, tool: Tool, state: ToolFields, change: str) -> bool:
+def _record_update(
+    session: Session,
+    caller: Caller,
+    tool: Tool,
+    before: ToolFields,
+    after: ToolFields,
+    *,
+    change: str,
+) -> None:
+    changed = [
+        item.name
+        for item in fields(before)
+        if getattr(before, item.name) != getattr(after, item.name)
+    ]
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_UPDATED,
+        Target.of("tool", tool.id),
+        {"change": change, "fields": changed, "version": tool.version},
+    )
+
+
+def save_version(
+    session: Session, caller: Caller, tool: Tool, state: ToolFields, change: str
+) -> bool:
     """Write ``state`` to ``tool`` as its next version; return False when nothing changed."""
     if state == ToolFields.from_tool(tool):
         return False
@@ -281,7 +369,7 @@ def save_version(session: Session, tool: Tool, state: ToolFields, change: str) -
         _check_name_free(session, state.name)
     _check_category_exists(session, state.category_id)
     if state.status != ToolStatus.ACTIVE:
-        _check_not_in_toolkit(session, tool, f"set it to {state.status}")
+        _check_not_in_toolkit(session, caller, tool, f"set it to {state.status}")
     _ensure_current_snapshot(session, tool)
 
     _assign(tool, state)
@@ -291,44 +379,70 @@ def save_version(session: Session, tool: Tool, state: ToolFields, change: str) -
     return True
 
 
-def delete_tool(session: Session, tool_id: int) -> None:
+def delete_tool(session: Session, caller: Caller, tool_id: int) -> None:
     """Delete a tool and its versions, unless an agent's toolkit contains it."""
-    tool = get_tool(session, tool_id, for_update=True)
-    _check_not_in_toolkit(session, tool, "delete it")
+    tool = get_tool_to_change(session, caller, tool_id)
+    _check_not_in_toolkit(session, caller, tool, "delete it")
+    name, version = tool.name, tool.version
     session.delete(tool)
-    _flush(session, f"tool {tool.name} was added to a toolkit meanwhile; try again")
+    _flush(session, f"tool {name} was added to a toolkit meanwhile; try again")
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_DELETED,
+        Target.of("tool", tool_id),
+        {"name": name, "version": version},
+    )
 
 
-def _check_not_in_toolkit(session: Session, tool: Tool, action: str) -> None:
+def _check_not_in_toolkit(session: Session, caller: Caller, tool: Tool, action: str) -> None:
     """Raise Refused when an agent's toolkit contains ``tool``: toolkits hold active tools only."""
-    agents = _agents_using(session, tool.id)
+    agents = _agents_with_tool(session, tool.id)
     if agents:
         raise Refused(
-            f"tool {tool.name} is in the toolkit of {_name_list('agent', agents)}; "
+            f"tool {tool.name} is in the toolkit of {_agent_list(session, caller, agents)}; "
             f"remove it from those toolkits before you {action}"
         )
 
 
-def _agents_using(session: Session, tool_id: int) -> list[str]:
-    query = (
-        select(Agent.name)
+def _agents_with_tool(session: Session, tool_id: int) -> Sequence[Agent]:
+    return session.scalars(
+        select(Agent)
         .join(agent_tools, agent_tools.c.agent_id == Agent.id)
         .where(agent_tools.c.tool_id == tool_id)
         .order_by(Agent.name)
-    )
-    return list(session.scalars(query))
+    ).all()
 
 
-def clone_tool(session: Session, tool_id: int, name: str) -> Tool:
-    """Store a copy of a tool under a new name, as a draft at version 1.
+def _agent_list(session: Session, caller: Caller, agents: Sequence[Agent]) -> str:
+    """Name the agents that ``caller`` sees and only count the others."""
+    # Imported here, because barracks imports this module.
+    from llero.barracks.service import AGENT_SHARES  # noqa: PLC0415 - import cycle
 
-    The clone starts as a draft so that it is reviewed before any agent uses it. Its first
-    version note names the tool and the version it was copied from.
+    names = [
+        agent.name
+        for agent in agents
+        if sharing.is_visible(session, caller, AGENT_SHARES, agent.id, agent.owner_user_id)
+    ]
+    hidden = len(agents) - len(names)
+    if not names:
+        return f"{hidden} agent{'s' if hidden != 1 else ''} that you cannot see"
+    listed = _name_list("agent", names)
+    return listed + (f" and {hidden} that you cannot see" if hidden else "")
+
+
+def clone_tool(session: Session, caller: Caller, tool_id: int, name: str) -> Tool:
+    """Store a copy of a tool that ``caller`` sees under a new name, as a private draft.
+
+    The clone belongs to ``caller`` and is shared with nobody, whoever owns the source. It
+    starts as a draft so that it is reviewed before any agent uses it. Its first version note
+    names the tool and the version it was copied from.
     """
-    source = get_tool(session, tool_id)
+    source = get_tool(session, caller, tool_id)
     state = replace(ToolFields.from_tool(source), name=name, status=ToolStatus.DRAFT)
     change = f"cloned from tool {source.id} ({source.name}) version {source.version}"
-    return create_tool(session, state, change=change)
+    cloned_from = {"cloned_from": source.id, "cloned_version": source.version}
+    return create_tool(session, caller, state, change=change, detail=cloned_from)
 
 
 def _assign(tool: Tool, state: ToolFields) -> None:
@@ -406,6 +520,58 @@ def escape_markup(text: str) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+# --- Sharing --------------------------------------------------------------------------------
+
+
+def list_tool_shares(session: Session, caller: Caller, tool_id: int) -> list[sharing.ShareView]:
+    """Return the shares of a tool; only its owner and admins may read them."""
+    get_tool_to_change(session, caller, tool_id, lock=False)
+    return sharing.list_shares(session, TOOL_SHARES, tool_id)
+
+
+def share_tool(
+    session: Session, caller: Caller, tool_id: int, *, user_id: int | None, everyone: bool
+) -> sharing.ShareView:
+    """Let one user, or everyone, read the tool; only its owner and admins may share it."""
+    tool = get_tool_to_change(session, caller, tool_id)
+    view = sharing.add_share(
+        session, TOOL_SHARES, tool.id, tool.owner_user_id, user_id=user_id, everyone=everyone
+    )
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_SHARED,
+        Target.of("tool", tool.id),
+        sharing.share_detail(view),
+    )
+    return view
+
+
+def unshare_tool(session: Session, caller: Caller, tool_id: int, share_id: int) -> None:
+    """Delete a share of the tool, unless an agent's owner would lose a tool of its toolkit."""
+    tool = get_tool_to_change(session, caller, tool_id)
+    view = sharing.remove_share(session, TOOL_SHARES, tool.id, share_id)
+    stranded = [
+        agent
+        for agent in _agents_with_tool(session, tool.id)
+        if not _sees(
+            session, sharing.caller_for_owner(session, agent.owner_user_id, caller.origin), tool
+        )
+    ]
+    if stranded:
+        raise Refused(
+            f"tool {tool.name} is in the toolkit of {_agent_list(session, caller, stranded)}, "
+            "whose owners would lose access to it; remove it from those toolkits first"
+        )
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_UNSHARED,
+        Target.of("tool", tool.id),
+        sharing.share_detail(view),
+    )
+
+
 # --- Listing --------------------------------------------------------------------------------
 
 
@@ -427,6 +593,7 @@ class ToolSummary:
     category: str | None
     status: str
     version: int
+    owner_user_id: int | None
 
 
 @dataclass(frozen=True)
@@ -437,28 +604,42 @@ class ToolPage:
     offset: int
 
 
-SUMMARY_FIELDS = ("id", "name", "description", "category_id", "category", "status", "version")
-FILTER_NAMES = ("search", "category_id", "status")
+SUMMARY_FIELDS = (
+    "id",
+    "name",
+    "description",
+    "category_id",
+    "category",
+    "status",
+    "version",
+    "owner_user_id",
+)
+# "caller" is set for a caller who sees only their own and shared tools.
+FILTER_NAMES = ("search", "category_id", "status", "caller")
 
 
-def list_tools(connection: Connection, query: ToolQuery) -> ToolPage:
-    """Return one page of tools sorted by name, and the number of tools that match."""
-    page = json.loads(list_tools_json(connection, query))
+def list_tools(connection: Connection, caller: Caller, query: ToolQuery) -> ToolPage:
+    """Return one page of the tools ``caller`` sees, sorted by name, and how many match."""
+    page = json.loads(list_tools_json(connection, caller, query))
     items = [ToolSummary(**item) for item in page["items"]]
     return ToolPage(items, page["total"], page["limit"], page["offset"])
 
 
-def list_tools_json(connection: Connection, query: ToolQuery) -> str:
-    """Return one page of tools as the JSON text of ``ToolPage``, built by the database.
+def list_tools_json(connection: Connection, caller: Caller, query: ToolQuery) -> str:
+    """Return one page of the tools ``caller`` sees as the JSON text of ``ToolPage``.
 
     One statement selects the page, sorted by name, and counts every match. The database
     writes the JSON, because building and serialising 50 rows in Python took about three times
     as long as this statement on SQLite. The page leaves out timestamps and parameters for the
     same reason. It takes a connection, because a session and the ORM add to every read.
     """
+    if not caller.sees_all and caller.user_id is None:
+        raise ValueError("a caller that is not the system needs a user id")
     limit = min(max(query.limit, 1), LIST_LIMIT_MAX)
     offset = max(query.offset, 0)
     filters = _filter_values(query)
+    if not caller.sees_all:
+        filters["caller"] = caller.user_id
     shape = tuple(name in filters for name in FILTER_NAMES)
     statement = _page_statement(connection.dialect.name, *shape)
     items, total = connection.execute(
@@ -478,7 +659,9 @@ def _filter_values(query: ToolQuery) -> dict[str, Any]:
     return values
 
 
-def _conditions(search: bool, category_id: bool, status: bool) -> list[ColumnElement[bool]]:
+def _conditions(
+    search: bool, category_id: bool, status: bool, caller: bool
+) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if search:
         # An imported tool is also found by the name it had before import renamed it.
@@ -492,14 +675,22 @@ def _conditions(search: bool, category_id: bool, status: bool) -> list[ColumnEle
         conditions.append(Tool.category_id == bindparam("category_id"))
     if status:
         conditions.append(Tool.status == bindparam("status"))
+    if caller:
+        conditions.append(
+            sharing.visible_clause(
+                Tool.owner_user_id, Tool.id, TOOL_SHARES, bindparam("caller", type_=Integer)
+            )
+        )
     return conditions
 
 
 # The statements are built once per dialect and combination of filters, and take every value
 # as a bound parameter, because building a select took about a third of the time of running it.
-@lru_cache(maxsize=16)
-def _page_statement(dialect: str, search: bool, category_id: bool, status: bool) -> Select[Any]:
-    conditions = _conditions(search, category_id, status)
+@lru_cache(maxsize=32)
+def _page_statement(
+    dialect: str, search: bool, category_id: bool, status: bool, caller: bool
+) -> Select[Any]:
+    conditions = _conditions(search, category_id, status, caller)
     page = (
         select(
             Tool.id,
@@ -509,6 +700,7 @@ def _page_statement(dialect: str, search: bool, category_id: bool, status: bool)
             Category.name.label("category"),
             Tool.status,
             Tool.version,
+            Tool.owner_user_id,
         )
         .outerjoin(Category, Category.id == Tool.category_id)
         .where(*conditions)
@@ -546,10 +738,15 @@ def _escape_like(text: str) -> str:
 
 
 def list_versions(
-    session: Session, tool_id: int, *, limit: int = LIST_LIMIT_DEFAULT, offset: int = 0
+    session: Session,
+    caller: Caller,
+    tool_id: int,
+    *,
+    limit: int = LIST_LIMIT_DEFAULT,
+    offset: int = 0,
 ) -> list[ToolVersion]:
     """Return the versions of a tool, newest first."""
-    get_tool(session, tool_id)
+    get_tool(session, caller, tool_id)
     statement = (
         select(ToolVersion)
         .where(ToolVersion.tool_id == tool_id)
@@ -560,8 +757,8 @@ def list_versions(
     return list(session.scalars(statement))
 
 
-def get_version(session: Session, tool_id: int, version: int) -> ToolVersion:
-    get_tool(session, tool_id)
+def get_version(session: Session, caller: Caller, tool_id: int, version: int) -> ToolVersion:
+    get_tool(session, caller, tool_id)
     return _version_row(session, tool_id, version)
 
 
@@ -574,13 +771,13 @@ def _version_row(session: Session, tool_id: int, version: int) -> ToolVersion:
     return found
 
 
-def restore_version(session: Session, tool_id: int, version: int) -> Tool:
+def restore_version(session: Session, caller: Caller, tool_id: int, version: int) -> Tool:
     """Store the state of an earlier version as a new version.
 
     Restoring a version equal to the current state writes nothing. A version whose category
     was deleted since is not restored, because the tool would point at a missing category.
     """
-    tool = get_tool(session, tool_id, for_update=True)
+    tool = get_tool_to_change(session, caller, tool_id)
     state = ToolFields.from_snapshot(_version_row(session, tool_id, version).snapshot)
     if state.category_id is not None and session.get(Category, state.category_id) is None:
         raise Refused(
@@ -588,7 +785,10 @@ def restore_version(session: Session, tool_id: int, version: int) -> Tool:
             "which no longer exists; restore it after creating a category or change the "
             "category after restoring"
         )
-    save_version(session, tool, state, f"restored from version {version}")
+    before = ToolFields.from_tool(tool)
+    change = f"restored from version {version}"
+    if save_version(session, caller, tool, state, change):
+        _record_update(session, caller, tool, before, state, change=change)
     return tool
 
 
@@ -628,11 +828,12 @@ DIFFED_FIELDS = ("name", "description", "category_id", "status")
 
 
 def diff_versions(
-    session: Session, tool_id: int, from_version: int, to_version: int
+    session: Session, caller: Caller, tool_id: int, from_version: int, to_version: int
 ) -> VersionDiff:
     """Compare two versions of a tool field by field and parameter by parameter."""
-    before = ToolFields.from_snapshot(get_version(session, tool_id, from_version).snapshot)
-    after = ToolFields.from_snapshot(get_version(session, tool_id, to_version).snapshot)
+    get_tool(session, caller, tool_id)
+    before = ToolFields.from_snapshot(_version_row(session, tool_id, from_version).snapshot)
+    after = ToolFields.from_snapshot(_version_row(session, tool_id, to_version).snapshot)
     changes = [
         FieldChange(name, getattr(before, name), getattr(after, name))
         for name in DIFFED_FIELDS
@@ -701,6 +902,19 @@ def export_one(tool: Tool, fmt: str) -> dict[str, Any]:
     return export_tool(spec_of(tool), fmt)
 
 
+def export_tool_as(session: Session, caller: Caller, tool_id: int, fmt: str) -> dict[str, Any]:
+    """Return one tool that ``caller`` sees in the provider format ``fmt``, and audit it."""
+    exported = export_one(get_tool(session, caller, tool_id), fmt)
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_EXPORTED,
+        Target.of("tool", tool_id),
+        {"format": str(fmt), "count": 1},
+    )
+    return exported
+
+
 @dataclass(frozen=True)
 class ExportSelection:
     """Criteria for the tools to export: each one given must hold, and none given means all."""
@@ -710,16 +924,32 @@ class ExportSelection:
     status: ToolStatus | None = None
 
 
-def export_tools(session: Session, selection: ExportSelection, fmt: str) -> list[dict[str, Any]]:
-    """Return the selected tools in the provider format ``fmt``, sorted by name."""
+def export_tools(
+    session: Session, caller: Caller, selection: ExportSelection, fmt: str
+) -> list[dict[str, Any]]:
+    """Return the selected tools that ``caller`` sees in the provider format ``fmt``, by name.
+
+    An id in ``selection.ids`` that the caller may not see is left out like a missing one.
+    """
     statement = select(Tool).order_by(Tool.name)
+    visible = _visible_tools(caller)
+    if visible is not None:
+        statement = statement.where(visible)
     if selection.ids is not None:
         statement = statement.where(Tool.id.in_(list(selection.ids)))
     if selection.category_id is not None:
         statement = statement.where(Tool.category_id == selection.category_id)
     if selection.status is not None:
         statement = statement.where(Tool.status == str(selection.status))
-    return [export_one(tool, fmt) for tool in session.scalars(statement)]
+    exported = [export_one(tool, fmt) for tool in session.scalars(statement)]
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_EXPORTED,
+        None,
+        {"format": str(fmt), "count": len(exported)},
+    )
+    return exported
 
 
 # --- Categories -----------------------------------------------------------------------------
@@ -734,11 +964,16 @@ class CategoryView:
     created_at: datetime
 
 
-def list_categories(session: Session) -> list[CategoryView]:
-    """Return every category sorted by name, each with the number of tools in it."""
-    counts = (
-        select(Tool.category_id, func.count().label("tools")).group_by(Tool.category_id).subquery()
-    )
+def list_categories(session: Session, caller: Caller) -> list[CategoryView]:
+    """Return every category sorted by name, each with the number of tools ``caller`` sees in it.
+
+    Categories are one list for everyone, curated by admins; only the counts depend on the caller.
+    """
+    counted = select(Tool.category_id, func.count().label("tools")).group_by(Tool.category_id)
+    visible = _visible_tools(caller)
+    if visible is not None:
+        counted = counted.where(visible)
+    counts = counted.subquery()
     statement = (
         select(Category, func.coalesce(counts.c.tools, 0))
         .outerjoin(counts, counts.c.category_id == Category.id)
@@ -747,44 +982,79 @@ def list_categories(session: Session) -> list[CategoryView]:
     return [_category_view(category, count) for category, count in session.execute(statement)]
 
 
-def get_category(session: Session, category_id: int) -> CategoryView:
+def get_category(session: Session, caller: Caller, category_id: int) -> CategoryView:
     category = _category(session, category_id)
-    return _category_view(category, _tools_in(session, category_id))
+    return _category_view(category, _tools_in(session, category_id, _visible_tools(caller)))
 
 
-def create_category(session: Session, name: str, description: str = "") -> CategoryView:
+def create_category(
+    session: Session, caller: Caller, name: str, description: str = ""
+) -> CategoryView:
     _check_category_name_free(session, name)
-    category = Category(name=name, description=description, created_at=utc_now())
+    category = Category(
+        name=name, description=description, owner_user_id=caller.user_id, created_at=utc_now()
+    )
     session.add(category)
     _flush(session, f"a category named {name} already exists")
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.CATEGORY_CREATED,
+        Target.of("category", category.id),
+        {"name": name},
+    )
     return _category_view(category, 0)
 
 
 def update_category(
-    session: Session, category_id: int, *, name: str | None = None, description: str | None = None
+    session: Session,
+    caller: Caller,
+    category_id: int,
+    *,
+    name: str | None = None,
+    description: str | None = None,
 ) -> CategoryView:
     """Rename a category or change its description; tools keep pointing at it by id."""
     category = _category(session, category_id)
+    changed = []
     if name is not None and name != category.name:
         _check_category_name_free(session, name)
         category.name = name
-    if description is not None:
+        changed.append("name")
+    if description is not None and description != category.description:
         category.description = description
+        changed.append("description")
     _flush(session, f"a category named {category.name} already exists")
-    return _category_view(category, _tools_in(session, category_id))
+    if changed:
+        record_as(
+            session,
+            caller.origin,
+            AuditEvent.CATEGORY_UPDATED,
+            Target.of("category", category_id),
+            {"name": category.name, "fields": changed},
+        )
+    return _category_view(category, _tools_in(session, category_id, _visible_tools(caller)))
 
 
-def delete_category(session: Session, category_id: int) -> None:
-    """Delete a category that no tool uses."""
+def delete_category(session: Session, caller: Caller, category_id: int) -> None:
+    """Delete a category that no tool uses, whoever owns the tools."""
     category = _category(session, category_id)
-    used_by = _tools_in(session, category_id)
+    used_by = _tools_in(session, category_id, None)
     if used_by:
         raise Refused(
             f"category {category.name} is used by {used_by} tool{'s' if used_by != 1 else ''}; "
             "move them to another category or clear their category first"
         )
+    name = category.name
     session.delete(category)
-    _flush(session, f"category {category.name} was given a tool meanwhile; try again")
+    _flush(session, f"category {name} was given a tool meanwhile; try again")
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.CATEGORY_DELETED,
+        Target.of("category", category_id),
+        {"name": name},
+    )
 
 
 def _category(session: Session, category_id: int) -> Category:
@@ -794,9 +1064,11 @@ def _category(session: Session, category_id: int) -> Category:
     return category
 
 
-def _tools_in(session: Session, category_id: int) -> int:
-    count = session.scalar(select(func.count()).where(Tool.category_id == category_id))
-    return int(count or 0)
+def _tools_in(session: Session, category_id: int, visible: ColumnElement[bool] | None) -> int:
+    statement = select(func.count()).where(Tool.category_id == category_id)
+    if visible is not None:
+        statement = statement.where(visible)
+    return int(session.scalar(statement) or 0)
 
 
 def _check_category_name_free(session: Session, name: str) -> None:
@@ -940,26 +1212,33 @@ def _too_many(count: int, max_specs: int) -> InvalidInput:
 
 
 def import_tools(
-    session: Session, data: bytes, options: ImportOptions, *, max_specs: int
+    session: Session, caller: Caller, data: bytes, options: ImportOptions, *, max_specs: int
 ) -> ImportResult:
     """Import every spec of a file; see ``read_import`` and ``apply_import``."""
-    return apply_import(session, read_import(data, options.format, max_specs=max_specs), options)
+    parsed = read_import(data, options.format, max_specs=max_specs)
+    return apply_import(session, caller, parsed, options)
 
 
 def apply_import(
     session: Session,
+    caller: Caller,
     parsed: ParsedImport,
     options: ImportOptions,
     progress: ProgressCallback | None = None,
 ) -> ImportResult:
     """Store the specs of a parsed file, resolving name conflicts by ``options.on_conflict``.
 
-    A name is in conflict when a stored tool has it or an earlier spec of the same file took
-    it. ImportRejected is raised when ``all_or_nothing`` is set and a spec was refused, and
-    also when every spec was refused. The caller's transaction then rolls back what this call
-    wrote. ``progress`` is called with 1 after each spec.
+    New tools belong to ``caller``. A name is in conflict when a stored tool has it or an
+    earlier spec of the same file took it. Only a tool that ``caller`` may change takes a spec
+    as a new version; a spec whose name belongs to a tool the caller does not see is refused
+    without naming that tool. ImportRejected is raised when ``all_or_nothing`` is set and a spec
+    was refused, and also when every spec was refused. The caller's transaction then rolls back
+    what this call wrote. ``progress`` is called with 1 after each spec.
+
+    One ``tool:imported`` audit record counts the outcomes and lists the changed tool ids, up
+    to IMPORT_AUDIT_IDS_MAX of them, because a file may hold thousands of specs.
     """
-    run = _ImportRun(session, options.on_conflict)
+    run = _ImportRun(session, caller, options.on_conflict)
     run.load_holders(
         [entry.spec.name for entry in parsed.entries if isinstance(entry, ImportedSpec)]
     )
@@ -982,25 +1261,57 @@ def apply_import(
         )
     if not result.imported and not result.unchanged:
         raise ImportRejected("every spec in the file was refused; nothing was imported", result)
+    _record_import(session, caller, result)
     return result
+
+
+# The audit record of an import lists at most this many tool ids, to stay within the detail
+# size limit of an audit record; the counts are always complete.
+IMPORT_AUDIT_IDS_MAX = 200
+
+
+def _record_import(session: Session, caller: Caller, result: ImportResult) -> None:
+    created = [item.tool_id for item in result.imported if item.outcome == "created"]
+    versioned = [item.tool_id for item in result.imported if item.outcome == "new_version"]
+    record_as(
+        session,
+        caller.origin,
+        AuditEvent.TOOL_IMPORTED,
+        None,
+        {
+            "created": len(created),
+            "new_versions": len(versioned),
+            "unchanged": len(result.unchanged),
+            "refused": len(result.refused),
+            "tool_ids": (created + versioned)[:IMPORT_AUDIT_IDS_MAX],
+        },
+    )
 
 
 class _ImportRun:
     """The state of one import: the tool that has each name, and the result so far."""
 
-    def __init__(self, session: Session, on_conflict: OnConflict) -> None:
+    def __init__(self, session: Session, caller: Caller, on_conflict: OnConflict) -> None:
         self.session = session
+        self.caller = caller
         self.on_conflict = on_conflict
         self.result = ImportResult()
         self.holders: dict[str, Tool] = {}
+        # The ids of holders that the caller sees; None when the caller sees every tool.
+        self.visible_ids: set[int] | None = None if caller.sees_all else set()
         self.created_here: set[str] = set()
 
     def load_holders(self, names: list[str]) -> None:
         unique = sorted(set(names))
+        visible = _visible_tools(self.caller)
         # Bound the IN list, because SQLite and PostgreSQL limit the parameters of a statement.
         for start in range(0, len(unique), 1000):
-            statement = select(Tool).where(Tool.name.in_(unique[start : start + 1000]))
+            chunk = unique[start : start + 1000]
+            statement = select(Tool).where(Tool.name.in_(chunk))
             self.holders.update((tool.name, tool) for tool in self.session.scalars(statement))
+            if self.visible_ids is not None and visible is not None:
+                seen = select(Tool.id).where(Tool.name.in_(chunk), visible)
+                self.visible_ids.update(self.session.scalars(seen))
 
     def store(self, entry: ImportedSpec) -> None:
         """Create, version, skip or refuse one spec; a spec that fails its checks is refused."""
@@ -1017,13 +1328,21 @@ class _ImportRun:
     def _create(self, entry: ImportedSpec) -> None:
         spec = entry.spec
         state = ToolFields.of(spec.name, description=spec.description, parameters=spec.parameters)
-        tool = _insert_tool(self.session, state, "imported", entry.original_name)
+        tool = _insert_tool(self.session, self.caller, state, "imported", entry.original_name)
         self.holders[spec.name] = tool
         self.created_here.add(spec.name)
+        if self.visible_ids is not None:
+            self.visible_ids.add(tool.id)
         self.result.imported.append(_imported(entry, tool, "created"))
 
     def _resolve_conflict(self, entry: ImportedSpec, holder: Tool) -> None:
         spec = entry.spec
+        if self.visible_ids is not None and holder.id not in self.visible_ids:
+            # Names are unique across all users, so the name is reported as taken, but the
+            # tool that has it stays unnamed.
+            self._refuse(entry, "name_taken", f"the name {spec.name} is already taken")
+            return
+
         current = ToolFields.from_tool(holder)
         state = replace(
             current, description=spec.description, parameters=dump_parameters(spec.parameters)
@@ -1033,7 +1352,12 @@ class _ImportRun:
         else:
             where = f"stored tool {holder.id}"
 
-        if self.on_conflict is OnConflict.REFUSE:
+        if self.on_conflict is OnConflict.NEW_VERSION and not self.caller.owns(
+            holder.owner_user_id
+        ):
+            reason = f"the name {spec.name} is taken by {where}, which only its owner can change"
+            self._refuse(entry, "name_taken", reason)
+        elif self.on_conflict is OnConflict.REFUSE:
             self._refuse(entry, "name_taken", f"the name {spec.name} is already taken by {where}")
         elif state == current:
             self.result.unchanged.append(
@@ -1043,7 +1367,7 @@ class _ImportRun:
             reason = f"the name {spec.name} is taken by {where}, which differs from this spec"
             self._refuse(entry, "name_taken", reason)
         else:
-            save_version(self.session, holder, state, "imported as a new version")
+            save_version(self.session, self.caller, holder, state, "imported as a new version")
             self.result.imported.append(_imported(entry, holder, "new_version"))
 
     def _refuse(self, entry: ImportedSpec, code: str, reason: str) -> None:
