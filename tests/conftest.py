@@ -83,8 +83,14 @@ def migrated_database(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def database(migrated_database: Database) -> Iterator[Database]:
-    """The session's migrated database, emptied after each test."""
+    """The session's migrated database, emptied after each test.
+
+    The session factory's ``info`` is restored too, because create_app attaches the audit keys
+    to it, and a test of missing keys must not find keys that an earlier test attached.
+    """
+    info = dict(migrated_database.sessions.kw.get("info") or {})
     yield migrated_database
+    migrated_database.sessions.configure(info=info)
     with migrated_database.engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
             connection.execute(table.delete())
