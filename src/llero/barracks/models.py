@@ -3,12 +3,13 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, relationship
 
 from llero.forge.models import (
     DESCRIPTION_MAX,
     NAME_MAX,
+    ShareColumns,
     Tool,
     owner_column,
     share_target_check,
@@ -66,7 +67,7 @@ class Agent(Base):
     )
 
 
-class AgentShare(Base):
+class AgentShare(ShareColumns, Base):
     """The right to read and use an agent, for one user or for everyone (``everyone``)."""
 
     __tablename__ = "agent_shares"
@@ -75,18 +76,9 @@ class AgentShare(Base):
         share_target_check(),
     )
 
-    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
     agent_id: Mapped[int] = classified(
         DataClass.INTERNAL, ForeignKey("agents.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int | None] = classified(
-        DataClass.INTERNAL,
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=True,
-        index=True,
-    )
-    everyone: Mapped[bool] = classified(DataClass.INTERNAL, Boolean, default=False)
-    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
 
 
 __all__ = ["DESCRIPTION_MAX", "Agent", "AgentShare", "AgentStatus", "agent_tools"]

@@ -87,7 +87,7 @@ def delete_agent(session: SessionDep, caller: CallerDep, agent_id: AgentIdPath) 
 def set_toolkit(
     session: SessionDep, caller: CallerDep, agent_id: AgentIdPath, body: ToolkitUpdate
 ) -> AgentDetail:
-    """Replace the whole toolkit with active tools that the agent's owner sees."""
+    """Replace the whole toolkit with active tools that are visible to the agent's owner."""
     agent = service.set_toolkit(session, caller, agent_id, body.tool_ids)
     return AgentDetail.of(agent, utc_now())
 

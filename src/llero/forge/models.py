@@ -104,7 +104,22 @@ class ToolVersion(Base):
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
 
 
-class ToolShare(Base):
+class ShareColumns:
+    """The columns of a share, shared by tool and agent shares: whom it grants, and when."""
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    # None when the share is for everyone.
+    user_id: Mapped[int | None] = classified(
+        DataClass.INTERNAL,
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    )
+    everyone: Mapped[bool] = classified(DataClass.INTERNAL, Boolean, default=False)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+
+
+class ToolShare(ShareColumns, Base):
     """Read access to a tool for one user, or for everyone when ``everyone`` is set.
 
     At most one share names a given user, and at most one names everyone; the service checks
@@ -117,15 +132,6 @@ class ToolShare(Base):
         share_target_check(),
     )
 
-    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
     tool_id: Mapped[int] = classified(
         DataClass.INTERNAL, ForeignKey("tools.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int | None] = classified(
-        DataClass.INTERNAL,
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=True,
-        index=True,
-    )
-    everyone: Mapped[bool] = classified(DataClass.INTERNAL, Boolean, default=False)
-    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)

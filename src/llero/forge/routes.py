@@ -413,7 +413,7 @@ def share_tool(
 def unshare_tool(
     session: SessionDep, caller: CallerDep, tool_id: ToolIdPath, share_id: ShareIdPath
 ) -> Response:
-    """Delete a share; refused while it would take a toolkit's tool from the agent's owner."""
+    """Delete a share; rejected while an agent's owner would lose a tool of its toolkit."""
     service.unshare_tool(session, caller, tool_id, share_id)
     return Response(status_code=204)
 
