@@ -36,6 +36,8 @@ TOOL_ROUTES = [
     ("GET", "/api/tools/{id}/shares", None),
     ("POST", "/api/tools/{id}/shares", {"everyone": True}),
     ("DELETE", "/api/tools/{id}/shares/1", None),
+    ("GET", "/api/tools/{id}/runner", None),
+    ("PUT", "/api/tools/{id}/runner", {"mode": "client"}),
 ]
 
 

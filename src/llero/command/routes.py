@@ -15,9 +15,10 @@ from llero.command.models import ToolRunner
 from llero.command.providers.base import Message
 from llero.command.run import RunResult, ToolMode
 from llero.egress import check_url
-from llero.errors import InvalidInput, NotFound, Violation
-from llero.forge.models import Tool
+from llero.errors import InvalidInput, Violation
+from llero.forge.service import get_tool, get_tool_to_change
 from llero.storage.base import utc_now
+from llero.web.callers import caller_of
 from llero.web.clients import origin_of
 from llero.web.deps import SessionDep
 from llero.web.schemas import ID_MAX
@@ -190,9 +191,9 @@ def _message_out(position: int, message: Message) -> schemas.MessageOut:
 @router.get(
     "/tools/{tool_id}/runner", dependencies=[requires(Permission.TOOL_READ)], tags=["tools"]
 )
-def get_runner(session: SessionDep, tool_id: IdPath) -> schemas.ToolRunnerOut:
-    if session.get(Tool, tool_id) is None:
-        raise NotFound("tool not found")
+def get_runner(request: Request, session: SessionDep, tool_id: IdPath) -> schemas.ToolRunnerOut:
+    # A tool the caller may not see is not found, as in every other tool route.
+    get_tool(session, caller_of(request), tool_id)
     runner = session.get(ToolRunner, tool_id)
     if runner is None:
         return schemas.ToolRunnerOut(
@@ -207,8 +208,7 @@ def get_runner(session: SessionDep, tool_id: IdPath) -> schemas.ToolRunnerOut:
 def set_runner(
     request: Request, session: SessionDep, tool_id: IdPath, body: schemas.ToolRunnerIn
 ) -> schemas.ToolRunnerOut:
-    if session.get(Tool, tool_id) is None:
-        raise NotFound("tool not found")
+    get_tool_to_change(session, caller_of(request), tool_id)
     if body.mode is ToolMode.WEBHOOK:
         if body.url is None:
             raise InvalidInput(
