@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from llero.access.ownership import Caller
 from llero.barracks.models import Agent
 from llero.barracks.service import NewAgent, create_agent, delete_agent
 from llero.command.models import ToolRunner
@@ -28,6 +29,9 @@ from tests.command.provider_server import PlannedCall, ProviderServer
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "bfcl"
 FILES = ("BFCL_v4_simple_python", "BFCL_v4_live_simple")
+
+# The tests install tools and agents as the operator, who sees every object.
+OPERATOR = Caller.system("test")
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ def _install(database: Database, case: Case, url: str, secret_id: int) -> tuple[
     with database.transaction() as session:
         tool = create_tool(
             session,
+            OPERATOR,
             ToolFields.of(
                 name=spec.name,
                 description=spec.description,
@@ -116,6 +121,7 @@ def _install(database: Database, case: Case, url: str, secret_id: int) -> tuple[
         )
         agent: Agent = create_agent(
             session,
+            OPERATOR,
             NewAgent(
                 name=f"bfcl-{case.case_id}",
                 provider="local",
@@ -128,9 +134,9 @@ def _install(database: Database, case: Case, url: str, secret_id: int) -> tuple[
 
 def _remove(database: Database, tool_id: int, agent_id: int) -> None:
     with database.transaction() as session:
-        delete_agent(session, agent_id)
+        delete_agent(session, OPERATOR, agent_id)
     with database.transaction() as session:
-        delete_tool(session, tool_id)
+        delete_tool(session, OPERATOR, tool_id)
 
 
 def _judge(

@@ -274,6 +274,7 @@ def create_tool(
     state: ToolFields,
     *,
     change: str = "created",
+    original_name: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> Tool:
     """Store a new tool owned by ``caller`` at version 1, with its first version snapshot.
@@ -281,7 +282,7 @@ def create_tool(
     ``detail`` is added to the audit record, such as the tool a clone was copied from.
     """
     _check_name_free(session, state.name)
-    tool = _insert_tool(session, caller, state, change, None)
+    tool = _insert_tool(session, caller, state, change, original_name)
     record_as(
         session,
         caller.origin,
