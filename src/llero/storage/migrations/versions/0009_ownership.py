@@ -3,16 +3,16 @@
 Rows that exist before this migration get no owner, so they belong to the system and only
 admins see them until an admin shares them.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04 22:57:17.821881
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
