@@ -357,3 +357,19 @@ def test_webhook_url_outside_egress_rules_is_refused(
     )
     assert response.status_code == 422
     assert "plain http is allowed only to endpoints an admin listed" in response.json()["message"]
+
+
+def test_private_agent_of_another_developer_is_not_found(
+    app: FastAPI, dev_client: TestClient, make_user: MakeUser, webhooks: WebhookServer
+) -> None:
+    agent_id = _agent(dev_client, webhooks, app, webhook=True)
+    other = make_user(role=Role.DEVELOPER, email="other@example.com")
+    with TestClient(app, raise_server_exceptions=False, headers=other.headers) as client:
+        hidden = client.post(SESSIONS, json={"agent_id": agent_id})
+        missing = client.post(SESSIONS, json={"agent_id": 999999})
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["message"] == missing.json()["message"].replace("999999", str(agent_id))
+
+        shared = dev_client.post(f"/api/agents/{agent_id}/shares", json={"user_id": other.id})
+        assert shared.status_code == 201, shared.text
+        assert client.post(SESSIONS, json={"agent_id": agent_id}).status_code == 201

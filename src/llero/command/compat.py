@@ -21,11 +21,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
-from llero.access.permissions import Permission, principal_of, requires
+from llero.access.ownership import Caller
+from llero.access.permissions import Permission, requires
 from llero.command.engine import Engine
 from llero.command.providers.base import Message, ToolCall
 from llero.command.run import RunResult, RunStatus
 from llero.errors import InvalidInput, LleroError, Refused, Violation
+from llero.web.callers import caller_of
 from llero.web.schemas import RequestModel
 
 router = APIRouter(tags=["openai-compatible"])
@@ -77,11 +79,11 @@ async def chat_completions(request: Request, body: ChatCompletionIn) -> Any:
     engine: Engine = request.app.state.command_engine
     agent_name = _agent_name(body.model)
     history = _history(body.messages)
-    user_id = principal_of(request).user_id
+    caller = caller_of(request)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
 
     if not body.stream:
-        result, waited = await engine.run_stateless(user_id, agent_name, history)
+        result, waited = await engine.run_stateless(caller, agent_name, history)
         _raise_for(result)
         overhead = (time.perf_counter() - started - waited) * 1000
         return JSONResponse(
@@ -90,7 +92,7 @@ async def chat_completions(request: Request, body: ChatCompletionIn) -> Any:
         )
     return _stream(
         engine,
-        user_id=user_id,
+        caller=caller,
         agent_name=agent_name,
         history=history,
         completion_id=completion_id,
@@ -177,7 +179,7 @@ def _usage(result: RunResult) -> dict[str, int]:
 def _stream(
     engine: Engine,
     *,
-    user_id: int,
+    caller: Caller,
     agent_name: str,
     history: list[Message],
     completion_id: str,
@@ -204,7 +206,7 @@ def _stream(
         async with send:
             await send.send(chunk({"role": "assistant", "content": ""}))
             try:
-                result, _waited = await engine.run_stateless(user_id, agent_name, history, on_text)
+                result, _waited = await engine.run_stateless(caller, agent_name, history, on_text)
             except LleroError as error:
                 result = RunResult(RunStatus.FAILED, error=error.message)
             if result.status in {RunStatus.FAILED, RunStatus.STOPPED}:

@@ -17,8 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from llero.access.ownership import Caller
 from llero.audit.context import Actor, Origin
 from llero.barracks.models import Agent as StoredAgent
+from llero.barracks.service import get_agent
 from llero.command import service
 from llero.command.models import ChatSession, ChatStatus, ToolRunner
 from llero.command.providers.base import (
@@ -126,9 +128,10 @@ class Engine:
         ] = {}
 
     async def send(
-        self, user_id: int, origin: Origin, chat_id: int, text: str, on_text: OnText | None = None
+        self, caller: Caller, chat_id: int, text: str, on_text: OnText | None = None
     ) -> RunResult:
         """Add the user's message to the session and run the agent until it replies or waits."""
+        user_id = _user_of(caller)
 
         def start(session: Session) -> None:
             service.owned_session(session, user_id, chat_id)
@@ -136,17 +139,18 @@ class Engine:
             service.append_message(session, self.keyring, chat_id, Message("user", text))
 
         await self._write(start)
-        return await self._run(user_id, origin, chat_id, on_text)
+        return await self._run(caller, chat_id, on_text)
 
     async def submit_tool_results(
         self,
-        user_id: int,
-        origin: Origin,
+        caller: Caller,
         chat_id: int,
         results: Mapping[str, str],
         on_text: OnText | None = None,
     ) -> RunResult:
         """Store the client's results for the pending tool calls and continue the run."""
+
+        user_id = _user_of(caller)
 
         def start(session: Session) -> None:
             service.owned_session(session, user_id, chat_id)
@@ -165,14 +169,13 @@ class Engine:
                 service.append_message(session, self.keyring, chat_id, reply)
 
         await self._write(start)
-        return await self._run(user_id, origin, chat_id, on_text)
+        return await self._run(caller, chat_id, on_text)
 
-    async def _run(
-        self, user_id: int, origin: Origin, chat_id: int, on_text: OnText | None
-    ) -> RunResult:
+    async def _run(self, caller: Caller, chat_id: int, on_text: OnText | None) -> RunResult:
+        user_id = _user_of(caller)
         status = ChatStatus.IDLE
         try:
-            prepared = await self._read(lambda session: self._prepare(session, chat_id))
+            prepared = await self._read(lambda session: self._prepare(session, caller, chat_id))
             agent, history, stored_agent_id, policy = prepared
             scope = _RunScope(user_id, chat_id, stored_agent_id)
             result = await self._loop(scope, agent, history, policy, on_text, save=True)
@@ -185,7 +188,7 @@ class Engine:
 
     async def run_stateless(
         self,
-        user_id: int,
+        caller: Caller,
         agent_name: str,
         history: list[Message],
         on_text: OnText | None = None,
@@ -200,11 +203,16 @@ class Engine:
             stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))
             if stored is None:
                 raise NotFound(f"no agent named {agent_name!r}")
+            try:
+                get_agent(session, caller, stored.id)
+            except NotFound:
+                # The same answer as for a missing name, so names of private agents stay unknown.
+                raise NotFound(f"no agent named {agent_name!r}") from None
             stored = service.runnable_agent(session, stored.id, utc_now())
             return self._agent(session, stored), stored.id, self.academy.egress_policy(session)
 
         agent, agent_id, policy = await self._read(prepare)
-        scope = _RunScope(user_id, None, agent_id)
+        scope = _RunScope(_user_of(caller), None, agent_id)
         hooks_time: list[float] = []
         result = await self._loop(
             scope, agent, history, policy, on_text, save=False, waited=hooks_time
@@ -253,11 +261,13 @@ class Engine:
                 await client.aclose()
 
     def _prepare(
-        self, session: Session, chat_id: int
+        self, session: Session, caller: Caller, chat_id: int
     ) -> tuple[Agent, list[Message], int, EgressPolicy]:
         chat = session.get(ChatSession, chat_id)
         if chat is None:
             raise NotFound("session not found")
+        # A share of the agent may have been removed since the session was opened.
+        get_agent(session, caller, chat.agent_id)
         stored = service.runnable_agent(session, chat.agent_id, utc_now())
         agent = self._agent(session, stored)
         history = service.history(session, self.keyring, chat_id)
@@ -277,6 +287,12 @@ class Engine:
 
     async def _read(self, work: Callable[[Session], Any]) -> Any:
         return await self._write(work)
+
+
+def _user_of(caller: Caller) -> int:
+    if caller.user_id is None:
+        raise ValueError("sessions are run by users, not by the system")
+    return caller.user_id
 
 
 def _runnable(session: Session, tool: Any, route: ProviderRoute) -> RunnableTool:

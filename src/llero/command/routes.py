@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from llero.access.permissions import Permission, principal_of, requires
+from llero.barracks.service import get_agent
 from llero.command import schemas, service
 from llero.command.engine import Engine, OnText
 from llero.command.models import ToolRunner
@@ -38,9 +39,12 @@ def _engine(request: Request) -> Engine:
 def create_session(
     request: Request, session: SessionDep, body: schemas.SessionCreate
 ) -> schemas.SessionOut:
+    caller = caller_of(request)
+    # The caller must be able to see the agent: their own, shared with them, or any for admins.
+    get_agent(session, caller, body.agent_id)
     chat = service.create_session(
         session,
-        origin_of(request),
+        caller.origin,
         owner_user_id=principal_of(request).user_id,
         agent_id=body.agent_id,
         title=body.title,
@@ -92,11 +96,10 @@ async def send_message(
     request: Request, session_id: IdPath, body: schemas.MessageCreate
 ) -> schemas.RunOut:
     engine = _engine(request)
-    user_id = principal_of(request).user_id
-    origin = origin_of(request)
+    caller = caller_of(request)
 
     async def start(on_text: OnText | None) -> RunResult:
-        return await engine.send(user_id, origin, session_id, body.content, on_text)
+        return await engine.send(caller, session_id, body.content, on_text)
 
     return await _respond(start, stream=body.stream)  # type: ignore[return-value]
 
@@ -110,8 +113,7 @@ async def post_tool_results(
     request: Request, session_id: IdPath, body: schemas.ToolResultsCreate
 ) -> schemas.RunOut:
     engine = _engine(request)
-    user_id = principal_of(request).user_id
-    origin = origin_of(request)
+    caller = caller_of(request)
     results = {item.tool_call_id: item.content for item in body.results}
     if len(results) != len(body.results):
         raise InvalidInput(
@@ -120,7 +122,7 @@ async def post_tool_results(
         )
 
     async def start(on_text: OnText | None) -> RunResult:
-        return await engine.submit_tool_results(user_id, origin, session_id, results, on_text)
+        return await engine.submit_tool_results(caller, session_id, results, on_text)
 
     return await _respond(start, stream=body.stream)  # type: ignore[return-value]
 
