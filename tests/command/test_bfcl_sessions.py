@@ -52,7 +52,8 @@ def test_bfcl_sample_reaches_webhook_signed(
     secret = app.state.vault.create_secret(
         name="bfcl-hook", kind=SecretKind.WEBHOOK_SIGNING_KEY, value=Secret(SIGNING_KEY)
     )
-    developer = make_user(role=Role.DEVELOPER, email="dev@example.com")
+    # The installed tools and agents belong to the operator, so an admin runs the sessions.
+    developer = make_user(role=Role.ADMIN, email="operator@example.com")
     cases = load_cases(every=SAMPLE_EVERY)
 
     with TestClient(app, raise_server_exceptions=False, headers=developer.headers) as client:
