@@ -28,6 +28,7 @@ from llero.storage import migrate
 from llero.storage.db import Database
 from llero.storage.registry import metadata
 from llero.web.app import create_app
+from tests.smtp_server import LOOPBACK, MailServer
 
 POSTGRES_URL = os.environ.get("LLERO_TEST_DATABASE_URL")
 CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "bfcl"
@@ -163,6 +164,27 @@ def create_test_user(
         user_id = user.id
     issued = context.tokens.issue_access_token(subject=str(user_id), role=role)
     return FixtureUser(user_id, address, role, issued.token.reveal())
+
+
+def with_mail(base: Settings, server: MailServer, **options: object) -> Settings:
+    """Return ``base`` with mail sent to ``server`` over plain SMTP, and ``options`` on top."""
+    values: dict[str, object] = {
+        "public_url": "https://llero.example.com",
+        "smtp_host": LOOPBACK,
+        "smtp_port": server.port,
+        "smtp_security": "none",
+        "smtp_from": "llero@example.com",
+    }
+    values.update(options)
+    return Settings(_env_file=None, **{**base.model_dump(exclude_unset=True), **values})  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def mail_server() -> Iterator[MailServer]:
+    """An SMTP server on 127.0.0.1 that keeps the mail it receives, without TLS."""
+    server = MailServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

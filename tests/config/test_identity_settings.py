@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llero.config.keyfiles import SIGNING_KEY, check_key_files, create_key_files
-from llero.config.settings import Settings, load_settings
+from llero.config.settings import Settings, check_safe_to_serve, load_settings
 from llero.errors import KeyFileError, SettingsError
 from llero.identity.signing_keys import prune_signing_keys, rotate_signing_key
 
@@ -92,12 +92,15 @@ def test_idle_limit_longer_than_absolute_stops_start(monkeypatch: pytest.MonkeyP
     )
 
 
-def test_open_signup_rejected_until_available(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _load_error(monkeypatch, {"LLERO_SIGNUP_OPEN": "true"})
+def test_open_signup_without_mail_stops_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLERO_SIGNUP_OPEN", "true")
 
-    assert message == (
-        "invalid setting LLERO_SIGNUP_OPEN: self-service sign-up is not available yet; "
-        "admins create accounts"
+    with pytest.raises(SettingsError) as caught:
+        check_safe_to_serve(load_settings())
+
+    assert caught.value.message == (
+        "invalid setting LLERO_SIGNUP_OPEN: sign-up sends a verification mail, so it needs "
+        "LLERO_SMTP_HOST"
     )
 
 

@@ -18,7 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llero.config.keyfiles import SYMMETRIC_KEY_BYTES
 from llero.egress import DEFAULT_ALLOWED_HOSTS, parse_allowed_endpoint, parse_allowed_host
-from llero.errors import SettingsError
+from llero.errors import InvalidInput, SettingsError
+from llero.identity.emails import normalize_email
 from llero.identity.policy import MAXIMUM_LENGTH, MFA_MINIMUM_LENGTH, check_minimum_length
 
 ENV_PREFIX = "LLERO_"
@@ -60,6 +61,20 @@ NAME_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
+
+
+class SmtpSecurity(StrEnum):
+    """The protection of the connection to the SMTP relay."""
+
+    # Plain SMTP upgraded with STARTTLS before anything is sent; fails if the relay cannot.
+    STARTTLS = "starttls"
+    # TLS from the first byte ("implicit TLS", RFC 8314), usually on port 465.
+    TLS = "tls"
+    # No encryption: allowed only for a relay on 127.0.0.1 or ::1.
+    NONE = "none"
+
+
+DEFAULT_SMTP_PORTS = {SmtpSecurity.STARTTLS: 587, SmtpSecurity.TLS: 465, SmtpSecurity.NONE: 25}
 
 
 def _split_list(value: Any) -> Any:
@@ -159,6 +174,23 @@ class Settings(BaseSettings):
     signup_open: bool = False
     password_min_length: int = Field(default=15, ge=MFA_MINIMUM_LENGTH, le=MAXIMUM_LENGTH)
 
+    # The address users open Llero at, such as https://llero.example.com; links in mail start
+    # with it. The validators below read it, so it is declared before the mail settings.
+    public_url: str | None = None
+
+    # Outgoing mail; mail is off while smtp_host is unset.
+    smtp_host: str | None = None
+    # None picks the usual port of smtp_security: 587, 465 or 25.
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: SmtpSecurity = SmtpSecurity.STARTTLS
+    smtp_username: str | None = Field(default=None, max_length=256)
+    smtp_password: SecretStr | None = Field(default=None, repr=False)
+    smtp_from: str | None = None
+    # A PEM file of certificate authorities that sign the relay's certificate, for a relay with a
+    # private CA; the system's trust store is used when unset.
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: int = Field(default=10, ge=1, le=120)
+
     @field_validator("trusted_proxies", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -225,15 +257,6 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("signup_open")
-    @classmethod
-    def _signup_not_available(cls, value: bool) -> bool:
-        # TODO: self-service sign-up and invitations hook in here. Until they exist an admin
-        # creates every account, so true would promise something that does not happen.
-        if value:
-            raise ValueError("self-service sign-up is not available yet; admins create accounts")
-        return value
-
     @field_validator("password_min_length")
     @classmethod
     def _length_fits_mfa(cls, value: int, info: ValidationInfo) -> int:
@@ -258,6 +281,83 @@ class Settings(BaseSettings):
         if len(material) != SYMMETRIC_KEY_BYTES:
             raise ValueError(f"must decode to {SYMMETRIC_KEY_BYTES} bytes, not {len(material)}")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an address like https://llero.example.com")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not have a query, fragment or user")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("must use https unless it is a loopback address")
+        return value.rstrip("/")
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _mail_needs_public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be a host name or address; leave it unset to turn mail off")
+        if value is not None and info.data.get("public_url") is None:
+            raise ValueError("mail needs LLERO_PUBLIC_URL, the address that links in mail open")
+        return value
+
+    @field_validator("smtp_security")
+    @classmethod
+    def _plain_smtp_only_on_loopback(
+        cls, value: SmtpSecurity, info: ValidationInfo
+    ) -> SmtpSecurity:
+        host = info.data.get("smtp_host")
+        if value is SmtpSecurity.NONE and host is not None and not _is_loopback_address(host):
+            raise ValueError(
+                "none sends mail and the SMTP password unencrypted, so it is allowed only for a "
+                "relay on 127.0.0.1 or ::1; use starttls or tls"
+            )
+        return value
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _credentials_in_pairs(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # The messages never contain the value, which is a password.
+        has_username = info.data.get("smtp_username") is not None
+        if value is None and has_username:
+            raise ValueError("is required when LLERO_SMTP_USERNAME is set")
+        if value is not None and not has_username:
+            raise ValueError("needs LLERO_SMTP_USERNAME as well")
+        return value
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender_is_an_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("smtp_host") is not None:
+                raise ValueError("is required when LLERO_SMTP_HOST is set")
+            return None
+        try:
+            normalize_email(value)
+        except InvalidInput:
+            raise ValueError("must be an email address such as llero@example.com") from None
+        return value
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.smtp_host is not None
+
+    @property
+    def resolved_smtp_port(self) -> int:
+        return self.smtp_port or DEFAULT_SMTP_PORTS[self.smtp_security]
 
     @property
     def resolved_database_url(self) -> str:
@@ -320,8 +420,11 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
+    return host in LOOPBACK_NAMES or _is_loopback_address(host)
+
+
+def _is_loopback_address(host: str) -> bool:
+    """Return whether ``host`` is a loopback IP address; names, even localhost, are not."""
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -348,6 +451,11 @@ def check_safe_to_serve(settings: Settings) -> None:
             f"invalid setting LLERO_HOST: listening on {settings.host} beyond loopback needs TLS "
             "(LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE) or a TLS-terminating proxy in "
             "LLERO_TRUSTED_PROXIES"
+        )
+    if settings.signup_open and not settings.mail_enabled:
+        raise SettingsError(
+            "invalid setting LLERO_SIGNUP_OPEN: sign-up sends a verification mail, so it needs "
+            "LLERO_SMTP_HOST"
         )
 
 

@@ -16,6 +16,7 @@ from llero.access.permissions import NotAuthenticated, PermissionDenied
 from llero.errors import Conflict, InvalidInput, LleroError, NotFound, Refused, Violation
 from llero.identity.errors import AuthenticationFailed
 from llero.identity.tokens import InvalidToken
+from llero.mail import MailDeliveryFailed, MailUnavailable
 from llero.vault.errors import BackendUnavailable
 from llero.web.middleware import request_id_of
 from llero.web.responses import error_body
@@ -32,6 +33,8 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     Conflict: 409,
     Refused: 409,
     BackendUnavailable: 503,
+    MailDeliveryFailed: 502,
+    MailUnavailable: 503,
 }
 
 CODE_BY_STATUS = {
