@@ -1,5 +1,6 @@
 """Email normalisation for uniqueness: NFKC, case folding, IDNA, and rejection of invalid forms."""
 
+import idna
 import pytest
 
 from llero.identity.emails import (
@@ -36,12 +37,44 @@ def test_case_and_width_variants_normalize_to_same_address(address: str) -> None
     assert normalize_email(address) == "admin@example.com"
 
 
-def test_cyrillic_lookalike_is_not_folded_into_latin() -> None:
-    # NFKC and case folding never change script; only a TR39 skeleton would merge these.
-    lookalike = normalize_email(f"{CYRILLIC_SMALL_A}dmin@example.com")
+@pytest.mark.parametrize(
+    "address",
+    [
+        f"{CYRILLIC_SMALL_A}dmin@example.com",
+        f"Admin@ex{CYRILLIC_SMALL_A}mple.com",
+        "p\u03b1ypal@example.com",
+        f"{CYRILLIC_SMALL_A}\u03b2c@example.com",
+        "admin@" + idna.encode(f"ex{CYRILLIC_SMALL_A}mple").decode() + ".com",
+    ],
+    ids=[
+        "cyrillic-in-local-part",
+        "cyrillic-in-domain",
+        "greek-in-latin",
+        "cyrillic-and-greek",
+        "cyrillic-in-a-label",
+    ],
+)
+def test_mixed_script_lookalike_is_rejected(address: str) -> None:
+    with pytest.raises(EmailRejected) as raised:
+        normalize_email(address)
 
-    assert lookalike == f"{CYRILLIC_SMALL_A}dmin@example.com"
-    assert lookalike != normalize_email("Admin@Example.com")
+    assert raised.value.rule is EmailRule.MIXED_SCRIPTS
+    assert "mixes letters of different scripts" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "\u043f\u0440\u0438\u043c\u0435\u0440@example.com",
+        "\u7530\u4e2d\u305f\u308d\u3046tanaka@example.jp",
+        "kim\ud0dc\ud604@example.kr",
+        "user@\u043f\u0440\u0438\u043c\u0435\u0440.com",
+        "\u00e9lise2024@example.com",
+    ],
+    ids=["all-cyrillic", "japanese-and-latin", "korean-and-latin", "cyrillic-domain", "accents"],
+)
+def test_single_script_address_is_accepted(address: str) -> None:
+    assert "@" in normalize_email(address)
 
 
 @pytest.mark.parametrize(

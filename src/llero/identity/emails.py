@@ -37,9 +37,20 @@ _NON_ASCII_CATEGORIES = frozenset(
     {"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No"}
 )
 
+# Scripts that one local part or domain label may mix: Latin with the scripts that Japanese,
+# Chinese or Korean writing combines. These are the combinations of Unicode TR39's "highly
+# restrictive" level; any other mix, such as a Cyrillic a (U+0430) among Latin letters, is
+# rejected, because it is the usual way to spoof another address.
+_ALLOWED_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+
 # TODO: a look-alike key is missing: the skeleton of Unicode TR39, under which a Cyrillic "a"
-# (U+0430) and a Latin "a" give the same key. It needs TR39's confusables data, which Llero does
-# not ship yet, so addresses that differ only in look-alike letters can still hold two accounts.
+# and a Latin "a" give the same key. It needs TR39's confusables data, which Llero does not ship
+# yet. The mixed-script rule stops most spoofs, but a whole-script look-alike (every letter
+# Cyrillic, as U+0430 U+0440 U+0435 spell "ape") can still hold a second account.
 
 
 class EmailRule(StrEnum):
@@ -49,6 +60,7 @@ class EmailRule(StrEnum):
     TOO_LONG = "too_long"
     INVALID_LOCAL_PART = "invalid_local_part"
     INVALID_DOMAIN = "invalid_domain"
+    MIXED_SCRIPTS = "mixed_scripts"
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,9 @@ def normalize_email(address: str) -> str:
             "email address must be a local part and a domain joined by exactly one '@'",
         )
 
+    _check_single_script(local_part, "local part")
+    for label in domain.split("."):
+        _check_single_script(_unicode_label(label), "domain")
     normalized = f"{_normalize_local_part(local_part)}@{_normalize_domain(domain)}"
     if len(normalized.encode("utf-8")) > MAX_ADDRESS_OCTETS:
         raise _too_long()
@@ -136,6 +151,41 @@ def _normalize_domain(domain: str) -> str:
             "example.com, without a trailing dot and not an IP address",
         )
     return ascii_domain
+
+
+def _check_single_script(text: str, part: str) -> None:
+    scripts = {script for script in map(_script_of, text) if script is not None}
+    if len(scripts) <= 1 or any(scripts <= allowed for allowed in _ALLOWED_SCRIPT_MIXES):
+        return
+    raise _rejected(
+        EmailRule.MIXED_SCRIPTS,
+        f"{part} of the email address mixes letters of different scripts (such as Latin and "
+        "Cyrillic), which can make it look like another address",
+    )
+
+
+def _unicode_label(label: str) -> str:
+    """Return an A-label ("xn--...") as the Unicode it encodes, so its scripts can be checked."""
+    if not label.lower().startswith("xn--"):
+        return label
+    try:
+        return idna.decode(label)
+    except UnicodeError:
+        # _normalize_domain rejects it with the usual message.
+        return label
+
+
+def _script_of(character: str) -> str | None:
+    """Return the script of a letter, or None for digits, marks, symbols and modifier letters.
+
+    NOTE: the first word of the character's Unicode name stands in for its Script property,
+    which Python's unicodedata lacks. That is right for the letters of the common scripts, and
+    a rare letter named otherwise can only make an address be rejected, never pass a mix.
+    """
+    if unicodedata.category(character) not in {"Lu", "Ll", "Lt", "Lo"}:
+        return None
+    first_word = unicodedata.name(character, "").split(" ", 1)[0]
+    return "HAN" if first_word == "CJK" else first_word
 
 
 def _too_long() -> EmailRejected:
