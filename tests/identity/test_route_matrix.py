@@ -54,10 +54,21 @@ def _send(client: TestClient, call: Call, headers: dict[str, str]) -> int:
 @pytest.fixture
 def calls(app: FastAPI) -> list[Call]:
     found = list(_calls(app))
-    # The walk must see the identity, forge and barracks routes, or the checks prove nothing.
-    assert {"/api/auth/signin", "/api/tools", "/api/agents", "/api/users"} <= {
-        call.path for call in found
-    }
+    # The walk must see the identity, mail flow, forge and barracks routes, or the checks prove
+    # nothing.
+    assert {
+        "/api/auth/signin",
+        "/api/auth/password-reset",
+        "/api/auth/password-reset/confirm",
+        "/api/auth/signup",
+        "/api/auth/signup/verify",
+        "/api/auth/invitation/accept",
+        "/api/users/invitations",
+        "/api/users/{user_id}/invitation",
+        "/api/tools",
+        "/api/agents",
+        "/api/users",
+    } <= {call.path for call in found}
     return found
 
 

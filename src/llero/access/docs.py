@@ -18,11 +18,18 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.API_TOKEN_CREATE: "Create personal API tokens for oneself.",
     Permission.API_TOKEN_READ: "List one's own personal API tokens.",
     Permission.API_TOKEN_REVOKE: "Revoke one's own personal API tokens.",
-    Permission.AUTH_ENROLL: "Set the first password with a one-time enrollment code.",
+    Permission.AUTH_ENROLL: (
+        "Set the first password with a one-time enrollment code or invitation link."
+    ),
     Permission.AUTH_MFA_ENROLL: "Enroll a TOTP second factor and receive recovery codes.",
+    Permission.AUTH_PASSWORD_RESET: (
+        "Request a password reset link by mail, and set a new password with it."
+    ),
     Permission.AUTH_REFRESH: "Exchange a refresh token for new tokens.",
     Permission.AUTH_SIGNIN: "Sign in with email and password, then a second factor if needed.",
     Permission.AUTH_SIGNOUT: "End the session of a refresh token.",
+    Permission.AUTH_SIGNUP: "Sign up when open sign-up is on; a verification link is mailed.",
+    Permission.AUTH_VERIFY_EMAIL: "Confirm a sign-up with its mailed link and set the password.",
     Permission.AUTH_SESSION_READ: "List one's own sign-in sessions.",
     Permission.AUTH_SESSION_REVOKE: "End one of one's own sign-in sessions.",
     Permission.BUDGET_CREATE: "Set spending budgets per user, per agent or overall.",
@@ -60,6 +67,7 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.USAGE_EXPORT: "Export usage reports as CSV (one's own; admins: everyone's).",
     Permission.USAGE_READ: "Read usage reports (one's own; admins: everyone's).",
     Permission.USER_CREATE: "Create users, who receive a one-time enrollment code.",
+    Permission.USER_INVITE: "Invite users by mail with a role, and send an invitation again.",
     Permission.USER_READ: "List and read all users.",
     Permission.USER_REVOKE_SESSIONS: "End every session of a user at once.",
     Permission.USER_UPDATE: "Change a user's role or status.",

@@ -36,9 +36,12 @@ class Permission(StrEnum):
     API_TOKEN_REVOKE = "api_token:revoke"  # noqa: S105 - a permission name, not a token
     AUTH_ENROLL = "auth:enroll"
     AUTH_MFA_ENROLL = "auth:mfa_enroll"
+    AUTH_PASSWORD_RESET = "auth:password_reset"  # noqa: S105 - a permission name, not a password
     AUTH_REFRESH = "auth:refresh"
     AUTH_SIGNIN = "auth:signin"
     AUTH_SIGNOUT = "auth:signout"
+    AUTH_SIGNUP = "auth:signup"
+    AUTH_VERIFY_EMAIL = "auth:verify_email"
     AUTH_SESSION_READ = "auth_session:read"
     AUTH_SESSION_REVOKE = "auth_session:revoke"
     BUDGET_CREATE = "budget:create"
@@ -74,19 +77,24 @@ class Permission(StrEnum):
     USAGE_EXPORT = "usage:export"
     USAGE_READ = "usage:read"
     USER_CREATE = "user:create"
+    USER_INVITE = "user:invite"
     USER_READ = "user:read"
     USER_REVOKE_SESSIONS = "user:revoke_sessions"
     USER_UPDATE = "user:update"
 
 
-# Permissions that need no identity: liveness, the public keys, and the routes that establish an
-# identity in the first place (each of those authenticates with the credential in its body).
+# Permissions that need no identity: liveness, the public keys, the routes that establish an
+# identity in the first place (each of those authenticates with the credential in its body), and
+# the requests for a reset or a sign-up, which only send mail to the address given.
 PUBLIC_PERMISSIONS = frozenset(
     {
         Permission.AUTH_ENROLL,
+        Permission.AUTH_PASSWORD_RESET,
         Permission.AUTH_REFRESH,
         Permission.AUTH_SIGNIN,
         Permission.AUTH_SIGNOUT,
+        Permission.AUTH_SIGNUP,
+        Permission.AUTH_VERIFY_EMAIL,
         Permission.HEALTH_READ,
         Permission.JWKS_READ,
     }

@@ -57,6 +57,9 @@ class AuditEvent(StrEnum):
     TOOL_UPDATED = "tool:updated"
     USER_CREATED = "user:created"
     USER_DELETED = "user:deleted"
+    USER_EMAIL_VERIFIED = "user:email_verified"
+    USER_INVITATION_ACCEPTED = "user:invitation_accepted"
+    USER_INVITED = "user:invited"
     USER_LOGIN_FAILED = "user:login_failed"
     USER_LOGIN_SUCCEEDED = "user:login_succeeded"
     USER_LOGOUT = "user:logout"
@@ -64,6 +67,8 @@ class AuditEvent(StrEnum):
     USER_MFA_ENABLED = "user:mfa_enabled"
     USER_PASSWORD_CHANGED = "user:password_changed"  # noqa: S105 - an event name
     USER_PASSWORD_RESET = "user:password_reset"  # noqa: S105 - an event name
+    USER_PASSWORD_RESET_REQUESTED = "user:password_reset_requested"  # noqa: S105 - an event name
+    USER_SIGNED_UP = "user:signed_up"
     USER_STATUS_CHANGED = "user:status_changed"
     VAULT_BACKEND_FAILED = "vault:backend_failed"
 

@@ -42,6 +42,7 @@ class UserStatus(StrEnum):
 
 class RevocationReason(StrEnum):
     EXPIRED = "expired"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a reason code, not a password
     REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a reason code, not a token
     REVOKED_BY_ADMIN = "revoked_by_admin"
     REVOKED_BY_USER = "revoked_by_user"

@@ -69,6 +69,28 @@ class EnrollRequest(RequestModel):
     password: Password
 
 
+class PasswordResetRequest(RequestModel):
+    email: Email
+
+
+class TokenPasswordRequest(RequestModel):
+    """A token from a mailed link (reset, verification, invitation) and the password to set."""
+
+    token: OpaqueInput
+    password: Password
+
+
+class SignUpRequest(RequestModel):
+    email: Email
+    display_name: DisplayName = ""
+
+
+class InvitationCreate(RequestModel):
+    email: Email
+    display_name: DisplayName = ""
+    role: RoleField
+
+
 class TotpConfirmRequest(RequestModel):
     code: Annotated[str, Field(min_length=1, max_length=TOTP_CODE_MAX)]
 
@@ -142,6 +164,18 @@ class UserOut(ResponseModel):
     last_login_at: datetime | None
 
 
+class MailAccepted(ResponseModel):
+    """The same answer whether or not the address has an account."""
+
+    status: Literal["accepted"] = "accepted"
+    message: str
+
+
+class PasswordSet(ResponseModel):
+    user_id: int
+    status: Literal["active"] = "active"
+
+
 class UserPage(ResponseModel):
     items: list[UserOut]
     total: int
@@ -154,6 +188,12 @@ class UserCreated(ResponseModel):
     # Shown once: the user sets a password with it at POST /api/auth/enroll.
     enrollment_code: str
     enrollment_code_expires_at: datetime
+
+
+class InvitationSent(ResponseModel):
+    user: UserOut
+    # The link is mailed, never returned, so only the invitee can set the password.
+    invitation_expires_at: datetime
 
 
 class SessionOut(ResponseModel):

@@ -17,6 +17,7 @@ from llero.command.engine import Engine
 from llero.command.routes import router as command_router
 from llero.config.settings import Settings
 from llero.forge.routes import router as forge_router
+from llero.identity.email_routes import router as email_router
 from llero.identity.routes import mount as mount_identity
 from llero.logs import ensure_logging
 from llero.storage.db import Database
@@ -68,6 +69,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
 
     install_error_handlers(app)
     mount_identity(app, settings)
+    app.include_router(email_router)
     app.include_router(health.router)
     app.include_router(forge_router, prefix="/api")
     app.include_router(barracks_router, prefix="/api")
