@@ -1,13 +1,14 @@
 """Account flows that work through mail: password reset, invitations and open sign-up.
 
-Each flow mails a link whose fragment carries a one-time token (``/reset#token=...``), so the
-token never reaches a server log or a Referer header; the page posts it back in a JSON body.
+Each flow mails a link whose fragment carries a one-time token (``/reset#token=...``). Browsers
+never send a fragment, so the token stays out of server logs and Referer headers, and the page
+posts it back in a JSON body.
 Tokens are stored only as hashes, are used once, and expire: reset and verification links after
 30 minutes, invitations after two days.
 
-The answer to a reset request and to a sign-up does not depend on whether the address has an
-account. Routes validate the input, schedule the work that looks the address up (``*_later``
-functions) to run after the response, and return the same body either way.
+The response to a reset request and to a sign-up does not depend on whether the address has
+an account. Routes validate the input and return the same body either way. The work that looks
+the address up (the ``*_later`` functions) runs after the response is sent.
 
 NOTE: a reset request and a sign-up are limited to one mail per account a minute, but not yet
 per client address; sign-in throttling is the place for that.
@@ -93,7 +94,7 @@ class _LinkHolder:
 
 @dataclass(frozen=True)
 class _Activation:
-    """What a mailed token sets a password for: its purpose and what to record when it is used."""
+    """The purpose of a mailed token and the audit event recorded when it sets a password."""
 
     purpose: OneTimePurpose
     event: AuditEvent
@@ -165,7 +166,7 @@ async def reset_password(
     """Set a new password with a reset token; return the user id.
 
     Ends every session and access token of the user. The second factor stays enrolled, so the
-    next sign-in still asks for it. Raises AuthenticationFailed for an unknown, used or expired
+    next sign-in still requires it. Raises AuthenticationFailed for an unknown, used or expired
     token and PasswordRejected when the password breaks the policy.
     """
     return await _set_password_with_token(
@@ -195,7 +196,7 @@ def sign_up_later(
     """Create a pending account and mail its verification link; run after the response is sent.
 
     When the address already has an account, its owner gets a notice instead, so the response
-    never tells a stranger which addresses have accounts.
+    never reveals to a stranger which addresses have accounts.
     """
     _run_quietly(
         "signup",
@@ -224,7 +225,7 @@ def _sign_up(
             record_as(session, origin, AuditEvent.USER_SIGNED_UP, _user_target(user))
         elif not _awaits_verification(session, user):
             # NOTE: these notices are not limited per account, because no token row records
-            # them; the per-address limit of the public routes will cover them.
+            # them. Only a limit per client address, which does not exist yet, would cover them.
             log.info("signup:existing_account", user_id=user.id)
             mail = _existing_account_mail(settings, user.email)
             user = None
@@ -252,8 +253,8 @@ def _awaits_verification(session: Session, user: User) -> bool:
     """Return whether ``user`` signed up and never verified: pending, with a verification sent.
 
     Signing up again with such an address sends a new link, so a lost mail does not block the
-    address for good. The password is chosen only when the link is opened, so whoever signed up
-    first gains nothing over the owner of the mailbox.
+    address for good. The password is chosen only when the link is opened, so a stranger who
+    signed up with the address first gains nothing over the owner of the mailbox.
     """
     if user.status != UserStatus.PENDING:
         return False
@@ -376,16 +377,7 @@ def _issue_link_token(
     session: Session, user: User, purpose: OneTimePurpose, now: datetime, lifetime: timedelta
 ) -> Secret[str]:
     """Store the hash of a new ``purpose`` token for ``user``; earlier unused ones stop working."""
-    changed_rows(
-        session,
-        update(OneTimeToken)
-        .where(
-            OneTimeToken.user_id == user.id,
-            OneTimeToken.purpose == purpose,
-            OneTimeToken.used_at.is_(None),
-        )
-        .values(used_at=now),
-    )
+    _end_unused_tokens(session, user.id, purpose, now)
     issued = issue_email_link_token()
     session.add(
         OneTimeToken(
@@ -478,7 +470,7 @@ def _store_password(
 ) -> None:
     now = context.now()
     with database.transaction() as session:
-        # The compare-and-set comes first, so of two requests with one token only one gets on.
+        # The compare-and-set comes first, so of two requests with one token only one succeeds.
         claimed = _claim_code(session, token_hash, activation.purpose, now, user_id=user_id)
         user = session.get(User, user_id)
         if not claimed or user is None or user.status != activation.status:
@@ -489,16 +481,17 @@ def _store_password(
         user.updated_at = now
         detail: dict[str, object] = {}
         if activation is RESET:
-            # Whoever knew the old password may hold sessions; they all end, access tokens too.
+            # An attacker who knew the old password may hold sessions, so they all end, and the
+            # access tokens with them.
             detail["sessions_revoked"] = revoke_all_sessions(
                 session, context, user, RevocationReason.PASSWORD_RESET
             )
-            _end_other_tokens(session, user_id, activation.purpose, now)
+            _end_unused_tokens(session, user_id, activation.purpose, now)
         record_as(session, origin, activation.event, _user_target(user), detail or None)
     log.info(activation.event.value, user_id=user_id)
 
 
-def _end_other_tokens(
+def _end_unused_tokens(
     session: Session, user_id: int, purpose: OneTimePurpose, now: datetime
 ) -> None:
     changed_rows(

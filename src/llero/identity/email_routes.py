@@ -1,7 +1,7 @@
 """HTTP routes of the mail flows: password reset, open sign-up with verification, invitations.
 
 Tokens from mailed links arrive in JSON bodies, never in a URL. A reset request and a sign-up
-return 202 with the same body at once, whether or not the address has an account; the lookup
+return 202 with the same body at once, whether or not the address has an account. The lookup
 and the mail happen in a background task after the response is sent.
 """
 
@@ -59,7 +59,7 @@ def request_password_reset(
     body: PasswordResetRequest,
     background: BackgroundTasks,
 ) -> MailAccepted:
-    """Mail a reset link if the address has an active account; the answer is the same if not."""
+    """Mail a reset link if the address has an active account; the response is the same if not."""
     email_flows.require_mail(settings, "password reset")
     normalize_email(body.email)
     background.add_task(

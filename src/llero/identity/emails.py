@@ -39,7 +39,7 @@ _NON_ASCII_CATEGORIES = frozenset(
 
 # Scripts that one local part or domain label may mix: Latin with the scripts that Japanese,
 # Chinese or Korean writing combines. These are the combinations of Unicode TR39's "highly
-# restrictive" level; any other mix, such as a Cyrillic a (U+0430) among Latin letters, is
+# restrictive" level. Any other mix, such as a Cyrillic a (U+0430) among Latin letters, is
 # rejected, because it is the usual way to spoof another address.
 _ALLOWED_SCRIPT_MIXES = (
     frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
@@ -178,7 +178,7 @@ def _unicode_label(label: str) -> str:
 def _script_of(character: str) -> str | None:
     """Return the script of a letter, or None for digits, marks, symbols and modifier letters.
 
-    NOTE: the first word of the character's Unicode name stands in for its Script property,
+    NOTE: the first word of the character's Unicode name replaces its Script property,
     which Python's unicodedata lacks. That is right for the letters of the common scripts, and
     a rare letter named otherwise can only make an address be rejected, never pass a mix.
     """
