@@ -122,6 +122,8 @@ class MailServer:
             port=0,
             ssl_context=server_context if implicit_tls else None,
             server_hostname="mail.test",
+            # aiosmtpd waits 5 seconds by default, which a busy test machine can exceed.
+            ready_timeout=30.0,
             **options,
         )
         self._controller.start()
