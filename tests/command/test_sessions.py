@@ -368,7 +368,8 @@ def test_private_agent_of_another_developer_is_not_found(
         hidden = client.post(SESSIONS, json={"agent_id": agent_id})
         missing = client.post(SESSIONS, json={"agent_id": 999999})
         assert hidden.status_code == missing.status_code == 404
-        assert hidden.json()["message"] == missing.json()["message"].replace("999999", str(agent_id))
+        expected = missing.json()["message"].replace("999999", str(agent_id))
+        assert hidden.json()["message"] == expected
 
         shared = dev_client.post(f"/api/agents/{agent_id}/shares", json={"user_id": other.id})
         assert shared.status_code == 201, shared.text
