@@ -2,12 +2,13 @@
 
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
-from llero.audit import parallel
+from llero.audit import parallel, service
 from llero.audit.events import AuditEvent
 from llero.audit.keys import AuditKeys, load_audit_keys
 from llero.audit.redaction import audit_hash
@@ -264,3 +265,65 @@ def test_verify_jobs_names_first_break(
 
     assert result.exit_code == 1
     assert f"audit chain broken at {first_broken}" in result.stdout
+
+
+def _append_days_ago(
+    database: Database, keys: AuditKeys, count: int, days: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(service, "utc_now", lambda: datetime.now(UTC) - timedelta(days=days))
+        append(database, keys, count)
+
+
+def test_purge_uses_retention_setting(
+    environ: dict[str, str],
+    database: Database,
+    keys: AuditKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _append_days_ago(database, keys, 3, 40, monkeypatch)
+    append(database, keys, 2)
+
+    kept = llero_audit({**environ, "LLERO_AUDIT_RETENTION_DAYS": "60"}, "purge")
+    purged = llero_audit({**environ, "LLERO_AUDIT_RETENTION_DAYS": "30"}, "purge")
+
+    assert kept.exit_code == 0, kept.output
+    assert kept.stdout.startswith("removed 0 audit records older than 60 days")
+    assert purged.exit_code == 0, purged.output
+    assert purged.stdout == (
+        "removed 3 audit records older than 30 days; the chain now starts at record 4\n"
+    )
+    assert llero_audit(environ, "verify").stdout == "audit chain ok: 4 records checked (4 to 7)\n"
+    assert scalar_raw(database, "SELECT event FROM audit_events WHERE sequence = 7") == (
+        "audit:purged"
+    )
+
+
+def test_purge_days_option_overrides_setting(
+    environ: dict[str, str],
+    database: Database,
+    keys: AuditKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _append_days_ago(database, keys, 2, 10, monkeypatch)
+
+    result = llero_audit(environ, "purge", "--days", "5")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("removed 2 audit records older than 5 days")
+
+
+def test_purge_refuses_broken_chain(
+    environ: dict[str, str],
+    database: Database,
+    keys: AuditKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _append_days_ago(database, keys, 3, 10, monkeypatch)
+    execute_raw(database, "UPDATE audit_events SET detail = '{}' WHERE sequence = 2")
+
+    result = llero_audit(environ, "purge", "--days", "5")
+
+    assert result.exit_code == 2
+    assert "refusing to purge a broken chain" in result.stderr
+    assert scalar_raw(database, "SELECT count(*) FROM audit_events") == 3

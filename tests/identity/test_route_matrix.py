@@ -68,6 +68,8 @@ def calls(app: FastAPI) -> list[Call]:
         "/api/tools",
         "/api/agents",
         "/api/users",
+        "/api/audit/events",
+        "/api/audit/export",
     } <= {call.path for call in found}
     return found
 

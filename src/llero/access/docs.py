@@ -18,6 +18,10 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.API_TOKEN_CREATE: "Create personal API tokens for oneself.",
     Permission.API_TOKEN_READ: "List one's own personal API tokens.",
     Permission.API_TOKEN_REVOKE: "Revoke one's own personal API tokens.",
+    Permission.AUDIT_EXPORT: "Export audit records as JSON lines; each export is audited.",
+    Permission.AUDIT_PURGE: "Remove audit records older than the retention period.",
+    Permission.AUDIT_READ: "Search and read audit records.",
+    Permission.AUDIT_VERIFY: "Check the audit chain for edited, deleted or inserted records.",
     Permission.AUTH_ENROLL: (
         "Set the first password with a one-time enrollment code or invitation link."
     ),

@@ -34,6 +34,10 @@ class Permission(StrEnum):
     API_TOKEN_CREATE = "api_token:create"  # noqa: S105 - a permission name, not a token
     API_TOKEN_READ = "api_token:read"  # noqa: S105 - a permission name, not a token
     API_TOKEN_REVOKE = "api_token:revoke"  # noqa: S105 - a permission name, not a token
+    AUDIT_EXPORT = "audit:export"
+    AUDIT_PURGE = "audit:purge"
+    AUDIT_READ = "audit:read"
+    AUDIT_VERIFY = "audit:verify"
     AUTH_ENROLL = "auth:enroll"
     AUTH_MFA_ENROLL = "auth:mfa_enroll"
     AUTH_PASSWORD_RESET = "auth:password_reset"  # noqa: S105 - a permission name, not a password

@@ -46,6 +46,7 @@ __all__ = [
     "query",
     "record",
     "record_as",
+    "record_as_dict",
     "verify_chain",
 ]
 
@@ -154,6 +155,21 @@ class AuditFilter:
                 "detail_hash is not an audit hash",
                 details=[Violation("detail_hash", f"must be {HASH_PREFIX} and 64 hex digits")],
             )
+
+    def describe(self) -> dict[str, Any]:
+        """Return the filter as an audit detail, for the record of an export."""
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "events": [event.value for event in self.events],
+            "actor_kind": self.actor_kind.value if self.actor_kind else None,
+            "actor_id": self.actor_id,
+            "target_kind": self.target_kind,
+            "target_id": self.target_id,
+            # Only whether a hash was searched for: the hash itself would make this record match
+            # the search it describes.
+            "by_detail_hash": self.detail_hash is not None,
+        }
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         columns = events_table.c

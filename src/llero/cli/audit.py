@@ -16,12 +16,20 @@ import click
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from llero.audit.chain import AuditChainError
 from llero.audit.context import Actor
 from llero.audit.events import ActorKind, AuditEvent
 from llero.audit.keys import AuditKeys, attach_keys, load_audit_keys
 from llero.audit.parallel import verify_chain_in_parallel
 from llero.audit.redaction import audit_hash
-from llero.audit.service import AuditFilter, VerifyResult, export_jsonl, record, verify_chain
+from llero.audit.service import (
+    AuditFilter,
+    VerifyResult,
+    export_jsonl,
+    purge_older_than,
+    record,
+    verify_chain,
+)
 from llero.config.settings import Settings
 from llero.errors import InvalidInput
 from llero.storage import migrate
@@ -32,7 +40,7 @@ NEEDS = (
     "(LLERO_DATA_DIR, or LLERO_DATABASE_URL for PostgreSQL) at the latest migration."
 )
 
-# The actor that `llero audit export` is recorded under.
+# The actor that `llero audit export` and `llero audit purge` are recorded under.
 CLI_ACTOR = Actor.system("cli")
 
 
@@ -258,16 +266,35 @@ def export(
         click.echo(f"exported {count} audit records to {output}", err=True)
 
 
+@audit.command(epilog=NEEDS)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Remove records older than this many days. [default: LLERO_AUDIT_RETENTION_DAYS, 365]",
+)
+def purge(days: int | None) -> None:
+    """Remove the audit records older than the retention period.
+
+    Only the oldest records go, and the rest of the chain still verifies. The records to be
+    removed are verified first, and nothing is removed from a broken chain, which is evidence.
+    The purge itself is recorded as an audit:purged event.
+    """
+    settings = _settings()
+    days = days or settings.audit_retention_days
+    try:
+        with _transaction(settings, _keys(settings)) as session:
+            result = purge_older_than(session, days, actor=CLI_ACTOR)
+    except AuditChainError as error:
+        _fail(str(error))
+    click.echo(
+        f"removed {result.removed} audit records older than {days} days; the chain now starts "
+        f"at record {result.first_sequence}"
+    )
+
+
 def _export_detail(filters: AuditFilter, output: Path | None) -> dict[str, object]:
     return {
-        "since": filters.since.isoformat() if filters.since else None,
-        "until": filters.until.isoformat() if filters.until else None,
-        "events": [event.value for event in filters.events],
-        "actor_kind": filters.actor_kind.value if filters.actor_kind else None,
-        "actor_id": filters.actor_id,
-        # Only whether a hash was searched for: the hash itself would make this record match the
-        # search it describes.
-        "by_detail_hash": filters.detail_hash is not None,
+        **filters.describe(),
         # The operating-system user who ran the command, because the CLI has no signed-in user.
         "uid": os.geteuid(),
         "output": "stdout" if output is None else str(output)[:256],

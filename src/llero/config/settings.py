@@ -161,6 +161,16 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
+    # A file that gets JSON lines besides standard error, created mode 0600. It is rotated when
+    # it would pass the size or the age below, and that many rotated files are kept.
+    log_file: Path | None = None
+    log_file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    log_file_rotate_hours: int = Field(default=24, ge=1, le=366 * 24)
+    log_file_backups: int = Field(default=14, ge=1, le=1000)
+
+    # Audit records older than this many days are removed by `llero audit purge` and
+    # POST /api/audit/purge; nothing removes them on its own.
+    audit_retention_days: int = Field(default=365, ge=1, le=100 * 366)
 
     # Sign-in. The access token limits match what identity.signing_keys keeps retired keys for.
     access_token_minutes: int = Field(default=15, ge=1, le=60)

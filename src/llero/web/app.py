@@ -10,6 +10,7 @@ from llero.academy.egress_routes import router as egress_router
 from llero.academy.provider_routes import router as provider_router
 from llero.academy.usage_routes import budget_router, usage_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
+from llero.audit.routes import router as audit_router
 from llero.barracks.routes import router as barracks_router
 from llero.command.brokers import LiveAcademy
 from llero.command.compat import router as compat_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.state.command_engine = Engine(
         app.state.database, app.state.keyring, LiveAcademy(settings, app.state.database)
     )
+    app.include_router(audit_router, prefix="/api")
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
     app.add_middleware(
