@@ -1,18 +1,33 @@
 """Structured logging: JSON lines (or console lines in development) through structlog.
 
 Each request binds its request id with ``structlog.contextvars`` so every line logged while it is
-handled carries the same id as the error body the client sees.
+handled carries the same id as the error body the client sees. structlog events and standard
+library records (uvicorn, SQLAlchemy) go through the same formatter, which turns exceptions into
+text and then removes secrets (``llero.log_redaction``) before any handler writes a byte.
+
+Standard error gets the configured format. ``LLERO_LOG_FILE`` adds a file that always gets JSON
+lines, rotated by size and by age, each file created with mode 0600.
 """
 
 import logging
+import logging.handlers
+import os
 import sys
+import time
+from pathlib import Path
+from typing import IO
 
 import structlog
 
 from llero.config.settings import LogFormat, Settings
+from llero.errors import SettingsError
+from llero.log_redaction import redact_event
+
+# The handlers this module installed on the root logger, replaced when logging is configured again.
+_installed: list[logging.Handler] = []
 
 
-class _CurrentStderr:
+class _CurrentStderrHandler(logging.StreamHandler[IO[str]]):
     """Writes to whatever ``sys.stderr`` is at the time of the call.
 
     Binding the stream object at configure time breaks logging once that object is replaced and
@@ -20,11 +35,48 @@ class _CurrentStderr:
     an error response into a crash.
     """
 
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
 
-    def flush(self) -> None:
-        sys.stderr.flush()
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A log file that rotates at ``max_bytes`` or after ``interval_seconds``, whichever is first.
+
+    Rotated files are named ``.1`` (newest) to ``.<backup_count>``, and older ones are deleted.
+    The file is opened without following a symbolic link and set to mode 0600. Rotation renames
+    files, so every rotated file keeps that mode.
+
+    NOTE: rotation is safe within one process only. Several Llero processes need one file each,
+    or a log collector that reads standard error.
+    """
+
+    def __init__(
+        self, path: Path, *, max_bytes: int, interval_seconds: int, backup_count: int
+    ) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self.interval_seconds = interval_seconds
+        self.rollover_at = time.time() + interval_seconds
+
+    def _open(self) -> IO[str]:  # type: ignore[override] # the stdlib annotates a subclass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        descriptor = os.open(self.baseFilename, flags, 0o600)
+        # The mode given to open applies only to a new file; an existing one is narrowed too.
+        os.fchmod(descriptor, 0o600)
+        return os.fdopen(descriptor, "a", encoding=self.encoding, errors=self.errors)
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - stdlib name
+        if time.time() >= self.rollover_at:
+            return True
+        return bool(super().shouldRollover(record))
+
+    def doRollover(self) -> None:  # noqa: N802 - stdlib name
+        super().doRollover()
+        self.rollover_at = time.time() + self.interval_seconds
 
 
 def ensure_logging(settings: Settings) -> None:
@@ -34,23 +86,80 @@ def ensure_logging(settings: Settings) -> None:
         configure_logging(settings)
 
 
+def _formatter(renderer: structlog.types.Processor) -> structlog.stdlib.ProcessorFormatter:
+    return structlog.stdlib.ProcessorFormatter(
+        # Standard library records get the fields that structlog events got on the way in.
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_event,
+            renderer,
+        ],
+    )
+
+
+def _file_handler(settings: Settings, path: Path) -> logging.Handler:
+    try:
+        handler = PrivateRotatingFileHandler(
+            path,
+            max_bytes=settings.log_file_max_bytes,
+            interval_seconds=settings.log_file_rotate_hours * 3600,
+            backup_count=settings.log_file_backups,
+        )
+    except OSError as error:
+        raise SettingsError(
+            f"invalid setting LLERO_LOG_FILE: cannot open {path} ({error.strerror}); "
+            "its directory must exist and the file must not be a symbolic link"
+        ) from None
+    handler.setFormatter(_formatter(structlog.processors.JSONRenderer()))
+    return handler
+
+
+def _install(handlers: list[logging.Handler], level: int) -> None:
+    root = logging.getLogger()
+    for old in _installed:
+        root.removeHandler(old)
+        old.close()
+    _installed[:] = handlers
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
 def configure_logging(settings: Settings) -> None:
+    """Send structlog and standard library logging, redacted, to stderr and LLERO_LOG_FILE.
+
+    Raises SettingsError when the log file cannot be opened.
+    """
     renderer: structlog.types.Processor
     if settings.log_format is LogFormat.CONSOLE:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.JSONRenderer()
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
+
+    stderr = _CurrentStderrHandler()
+    stderr.setFormatter(_formatter(renderer))
+    handlers: list[logging.Handler] = [stderr]
+    if settings.log_file is not None:
+        handlers.append(_file_handler(settings, settings.log_file))
+    _install(handlers, level)
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
 
@@ -58,3 +167,8 @@ def configure_logging(settings: Settings) -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
+
+
+def close_logging() -> None:
+    """Detach and close the handlers ``configure_logging`` installed, flushing the log file."""
+    _install([], logging.WARNING)

@@ -188,6 +188,9 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
         proxy_headers=False,
         log_level="warning",
         access_log=False,
+        # uvicorn's own handlers would print unredacted text; without them its records reach
+        # the handlers of llero.logs.
+        log_config=None,
     )
 
 
