@@ -113,6 +113,9 @@ def settings(data_dir: Path, database: Database) -> Settings:
         database_url=database.url,
         allowed_hosts=["testserver", "127.0.0.1", "localhost"],
         allowed_origins=["https://app.example.com"],
+        # Many tests send bursts from one test client, which the default limits would stop.
+        # tests/web/test_rate_limits.py switches them on.
+        rate_limit_enabled=False,
     )
 
 

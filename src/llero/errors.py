@@ -55,6 +55,16 @@ class Refused(LleroError):
     code = "refused"
 
 
+class RateLimited(LleroError):
+    """Too many requests; ``retry_after`` is the number of seconds until one may pass again."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many requests; retry after {retry_after} seconds")
+        self.retry_after = retry_after
+
+
 class SettingsError(LleroError):
     """A setting is missing, malformed or unsafe; raised before the server starts."""
 

@@ -177,6 +177,19 @@ class Authenticator(Protocol):
     def authenticate(self, request: Request) -> Principal: ...
 
 
+class RequestLimiter(Protocol):
+    """Counts requests before and after authentication and raises RateLimited past a limit.
+
+    ``create_app`` puts one on ``app.state.rate_limiter`` unless rate limits are switched off.
+    """
+
+    async def before_authentication(self, request: Request, permission: Permission) -> None: ...
+
+    async def after_authentication(
+        self, request: Request, permission: Permission, principal: Principal
+    ) -> None: ...
+
+
 def authorize(principal: Principal, permission: Permission) -> None:
     """Raise PermissionDenied unless ``principal`` may use ``permission`` now."""
     if permission not in principal.permissions:
@@ -204,10 +217,16 @@ def requires(permission: Permission) -> Any:
 
     async def check_permission(request: Request) -> None:
         request.state.permission = permission
+        limiter: RequestLimiter | None = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:
+            await limiter.before_authentication(request, permission)
         if permission in PUBLIC_PERMISSIONS:
             return
         authenticator: Authenticator = request.app.state.authenticator
         principal = await run_in_threadpool(authenticator.authenticate, request)
+        # Counted before authorisation, so probing for permissions is limited too.
+        if limiter is not None:
+            await limiter.after_authentication(request, permission, principal)
         authorize(principal, permission)
         request.state.principal = principal
 

@@ -39,6 +39,7 @@ class AuditEvent(StrEnum):
     PROVIDER_SECRET_ATTACHED = "provider:secret_attached"  # noqa: S105 - an event name
     PROVIDER_SECRET_DETACHED = "provider:secret_detached"  # noqa: S105 - an event name
     PROVIDER_UPDATED = "provider:updated"
+    RATE_LIMIT_EXCEEDED = "rate_limit:exceeded"
     ROLE_GRANTED = "role:granted"
     ROLE_REVOKED = "role:revoked"
     SECRET_CREATED = "secret:created"  # noqa: S105 - an event name, not a secret

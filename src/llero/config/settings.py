@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -172,6 +173,18 @@ class Settings(BaseSettings):
     # POST /api/audit/purge; nothing removes them on its own.
     audit_retention_days: int = Field(default=365, ge=1, le=100 * 366)
 
+    # Rate limits, each a `limits` expression such as "10/minute;50/hour" (see llero.web.ratelimit).
+    rate_limit_enabled: bool = True
+    # memory:// for one process; redis://host:port/db when several processes share the load.
+    rate_limit_storage: SecretStr = Field(default=SecretStr("memory://"), repr=False)
+    rate_limit_key_prefix: str = Field(default="llero", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    rate_limit_address: str = "1200/minute"
+    rate_limit_auth: str = "10/minute;60/hour"
+    rate_limit_read: str = "600/minute"
+    rate_limit_write: str = "120/minute"
+    rate_limit_export: str = "10/minute"
+    rate_limit_agent: str = "60/minute"
+
     # Sign-in. The access token limits match what identity.signing_keys keeps retired keys for.
     access_token_minutes: int = Field(default=15, ge=1, le=60)
     clock_skew_seconds: int = Field(default=30, ge=0, le=300)
@@ -254,6 +267,33 @@ class Settings(BaseSettings):
         if value.lower() not in levels:
             raise ValueError(f"must be one of {', '.join(sorted(levels))}")
         return value.lower()
+
+    @field_validator(
+        "rate_limit_address",
+        "rate_limit_auth",
+        "rate_limit_read",
+        "rate_limit_write",
+        "rate_limit_export",
+        "rate_limit_agent",
+    )
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit such as 10/minute or 10/minute;100/hour"
+            ) from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage_is_known(cls, value: SecretStr) -> SecretStr:
+        # The message never repeats the URL, which may contain a Redis password.
+        scheme = value.get_secret_value().partition("://")[0]
+        if scheme not in {"memory", "redis", "rediss"}:
+            raise ValueError("must be memory:// or a redis:// or rediss:// URL")
+        return value
 
     @field_validator("refresh_absolute_hours")
     @classmethod

@@ -33,6 +33,7 @@ from llero.web.middleware import (
     EdgeMiddleware,
     HostMiddleware,
 )
+from llero.web.ratelimit import RateLimiter, RequestLimits
 
 
 @asynccontextmanager
@@ -67,6 +68,9 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     # secret goes to the one configured store.
     app.state.value_store = build_value_store(settings, app.state.keyring)
     app.state.vault = VaultService(app.state.database, app.state.keyring, app.state.value_store)
+
+    if settings.rate_limit_enabled:
+        app.state.rate_limiter = RequestLimits(RateLimiter.from_settings(settings))
 
     install_error_handlers(app)
     mount_identity(app, settings)

@@ -13,7 +13,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llero.access.permissions import NotAuthenticated, PermissionDenied
-from llero.errors import Conflict, InvalidInput, LleroError, NotFound, Refused, Violation
+from llero.errors import (
+    Conflict,
+    InvalidInput,
+    LleroError,
+    NotFound,
+    RateLimited,
+    Refused,
+    Violation,
+)
 from llero.identity.errors import AuthenticationFailed
 from llero.identity.tokens import InvalidToken
 from llero.mail import MailDeliveryFailed, MailUnavailable
@@ -35,6 +43,7 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     BackendUnavailable: 503,
     MailDeliveryFailed: 502,
     MailUnavailable: 503,
+    RateLimited: 429,
 }
 
 CODE_BY_STATUS = {
@@ -69,6 +78,8 @@ async def handle_domain_error(request: Request, error: Exception) -> JSONRespons
     if status == 401:
         # RFC 9110 requires a challenge with every 401, and RFC 6750 names the Bearer scheme.
         response.headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
