@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -14,6 +15,18 @@ from llero.audit.service import record
 from llero.storage.db import Database
 
 REQUEST = RequestContext(client_address="203.0.113.7", request_id="req-1", user_agent="pytest")
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+# (event, actor, target) of the sample trail that the query tests record one an hour from START.
+EVENTS = [
+    (AuditEvent.USER_LOGIN_SUCCEEDED, Actor.user(1), Target.of("user", 1)),
+    (AuditEvent.TOOL_CREATED, Actor.user(1), Target.of("tool", 10)),
+    (AuditEvent.TOOL_UPDATED, Actor.user(2), Target.of("tool", 10)),
+    (AuditEvent.AGENT_QUARANTINED, Actor.system("watchdog"), Target.of("agent", 3)),
+    (AuditEvent.TOOL_DELETED, Actor.user(2), Target.of("tool", 11)),
+    (AuditEvent.SECRET_USED, Actor.agent(3), Target.of("secret", "openai")),
+]
 
 
 @contextmanager

@@ -1,30 +1,17 @@
 """Audit records can be found by time, actor, event and target, page by page, and exported."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from llero.audit import service
-from llero.audit.context import Actor, Target
 from llero.audit.events import ActorKind, AuditEvent
 from llero.audit.keys import AuditKeys
 from llero.audit.service import AuditFilter, export_jsonl, query, record
 from llero.errors import InvalidInput
 from llero.storage.db import Database
-from tests.audit.helpers import REQUEST, audited
-
-START = datetime(2026, 3, 1, tzinfo=UTC)
-
-# (event, actor, target), one an hour from START.
-EVENTS = [
-    (AuditEvent.USER_LOGIN_SUCCEEDED, Actor.user(1), Target.of("user", 1)),
-    (AuditEvent.TOOL_CREATED, Actor.user(1), Target.of("tool", 10)),
-    (AuditEvent.TOOL_UPDATED, Actor.user(2), Target.of("tool", 10)),
-    (AuditEvent.AGENT_QUARANTINED, Actor.system("watchdog"), Target.of("agent", 3)),
-    (AuditEvent.TOOL_DELETED, Actor.user(2), Target.of("tool", 11)),
-    (AuditEvent.SECRET_USED, Actor.agent(3), Target.of("secret", "openai")),
-]
+from tests.audit.helpers import EVENTS, REQUEST, START, audited
 
 
 @pytest.fixture

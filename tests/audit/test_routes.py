@@ -2,7 +2,7 @@
 and every bad parameter is a 422 that names it."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from fastapi import FastAPI
@@ -10,28 +10,16 @@ from fastapi.testclient import TestClient
 
 from llero.access.roles import Role
 from llero.audit import service
-from llero.audit.context import Actor, Target
 from llero.audit.events import AuditEvent
 from llero.audit.keys import AuditKeys, load_audit_keys
 from llero.audit.redaction import audit_hash
 from llero.audit.service import record
 from llero.config.settings import Settings
 from llero.storage.db import Database
-from tests.audit.helpers import REQUEST, audited, execute_raw
+from tests.audit.helpers import EVENTS, REQUEST, START, audited, execute_raw
 from tests.conftest import FixtureUser, MakeUser
 
 PLANTED_KEY = "sk-ant-api03-plantedRouteSecret0123456789"
-START = datetime(2026, 3, 1, tzinfo=UTC)
-
-# (event, actor, target), one an hour from START.
-EVENTS = [
-    (AuditEvent.USER_LOGIN_SUCCEEDED, Actor.user(1), Target.of("user", 1)),
-    (AuditEvent.TOOL_CREATED, Actor.user(1), Target.of("tool", 10)),
-    (AuditEvent.TOOL_UPDATED, Actor.user(2), Target.of("tool", 10)),
-    (AuditEvent.AGENT_QUARANTINED, Actor.system("watchdog"), Target.of("agent", 3)),
-    (AuditEvent.TOOL_DELETED, Actor.user(2), Target.of("tool", 11)),
-    (AuditEvent.SECRET_USED, Actor.agent(3), Target.of("secret", "openai")),
-]
 
 
 @pytest.fixture
