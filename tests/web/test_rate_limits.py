@@ -1,5 +1,5 @@
 """Rate limits per client address, user, API token and agent, in memory and in the Redis on
-127.0.0.1:6379: past a limit the answer is 429 with Retry-After and the usual error body, logged,
+127.0.0.1:6379: past a limit the response is 429 with Retry-After and the usual error body, logged,
 and for credential routes audited once per window."""
 
 import secrets
@@ -22,7 +22,7 @@ from llero.errors import SettingsError
 from llero.storage.db import Database
 from llero.web.app import create_app
 from llero.web.ratelimit import LimitExceeded, RateLimiter, RateLimitPolicy, RequestLimits
-from tests.conftest import MakeUser, create_test_user
+from tests.conftest import create_test_user
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SIGNIN = {"email": "nobody@example.com", "password": "not the password of anyone"}
@@ -193,7 +193,7 @@ def test_api_token_has_own_budget(make_app: MakeApp) -> None:
     assert session.status_code == 200
 
 
-def test_export_group_limited_apart_from_reads(make_app: MakeApp, make_user: MakeUser) -> None:
+def test_export_group_limited_apart_from_reads(make_app: MakeApp) -> None:
     app = make_app()
     admin = create_test_user(app, role=Role.ADMIN)
 

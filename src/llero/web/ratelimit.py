@@ -50,11 +50,11 @@ from llero.web.clients import audit_context, client_address
 
 log = structlog.get_logger("llero.ratelimit")
 
-# How long Redis may take to answer before the request passes uncounted.
+# How long Redis may take to respond before the request passes uncounted.
 REDIS_TIMEOUT_SECONDS = 0.5
 STORAGE_FAILURE_LOG_INTERVAL = 60.0
-# At most one audit event per exhausted counter and window; this many counters are remembered,
-# so a flood from many addresses cannot grow the table without bound.
+# At most one audit event is written per exhausted counter and window. Only this many counters
+# are remembered, so a flood from many addresses cannot grow the table without bound.
 MAX_REPORTED_COUNTERS = 10_000
 AUDIT_ACTOR = "rate_limiter"
 
