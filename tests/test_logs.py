@@ -234,3 +234,16 @@ def test_missing_log_directory_rejected(settings: Settings, tmp_path: Path) -> N
         _configure(settings, tmp_path / "missing" / "llero.log")
 
     assert "its directory must exist" in raised.value.message
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_other_libraries_log_from_warning(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "llero.log"
+    _configure(settings, path, log_level="debug")
+
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/")
+    logging.getLogger("httpx").warning("retrying")
+    structlog.get_logger("llero.test").debug("llero detail")
+    close_logging()
+
+    assert [entry["event"] for entry in _lines(path)] == ["retrying", "llero detail"]

@@ -129,7 +129,10 @@ def _install(handlers: list[logging.Handler], level: int) -> None:
     _installed[:] = handlers
     for handler in handlers:
         root.addHandler(handler)
-    root.setLevel(level)
+    # Other libraries log at warning and above, as they did before Llero configured logging;
+    # httpx alone would log every outbound request at info.
+    root.setLevel(max(level, logging.WARNING))
+    logging.getLogger("llero").setLevel(level)
 
 
 def configure_logging(settings: Settings) -> None:
