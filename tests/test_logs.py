@@ -54,7 +54,13 @@ def _fail_with_key() -> None:
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_planted_secrets_never_reach_file(settings: Settings, tmp_path: Path) -> None:
+def test_planted_secrets_never_reach_file(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Earlier tests in the same process may have disabled these loggers through logging.config.
+    for name in ("uvicorn.error", "sqlalchemy.pool"):
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
     path = tmp_path / "llero.log"
     _configure(settings, path)
     log = structlog.get_logger("llero.test")
@@ -237,10 +243,15 @@ def test_missing_log_directory_rejected(settings: Settings, tmp_path: Path) -> N
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_other_libraries_log_from_warning(settings: Settings, tmp_path: Path) -> None:
+def test_other_libraries_log_from_warning(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "llero.log"
     _configure(settings, path, log_level="debug")
 
+    # alembic sets its own logger to info, as its default logging configuration does.
+    monkeypatch.setattr(logging.getLogger("alembic.runtime.migration"), "level", logging.INFO)
+    logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
     logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/")
     logging.getLogger("httpx").warning("retrying")
     structlog.get_logger("llero.test").debug("llero detail")

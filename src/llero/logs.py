@@ -44,6 +44,24 @@ class _CurrentStderrHandler(logging.StreamHandler[IO[str]]):
         pass
 
 
+class _LevelFilter(logging.Filter):
+    """Passes Llero's records from LLERO_LOG_LEVEL up, and other libraries' from warning up.
+
+    Other libraries were heard only from warning up before Llero configured logging, and some
+    set their own loggers to info (alembic) or log every outbound request at info (httpx).
+    A logger's own level does not stop records that its children propagate, so the handlers
+    filter.
+    """
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = record.name == "llero" or record.name.startswith("llero.")
+        return record.levelno >= (self.level if ours else max(self.level, logging.WARNING))
+
+
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A log file that rotates at ``max_bytes`` or after ``interval_seconds``, whichever is first.
 
@@ -128,11 +146,9 @@ def _install(handlers: list[logging.Handler], level: int) -> None:
         old.close()
     _installed[:] = handlers
     for handler in handlers:
+        handler.addFilter(_LevelFilter(level))
         root.addHandler(handler)
-    # Other libraries log at warning and above, as they did before Llero configured logging;
-    # httpx alone would log every outbound request at info.
-    root.setLevel(max(level, logging.WARNING))
-    logging.getLogger("llero").setLevel(level)
+    root.setLevel(level)
 
 
 def configure_logging(settings: Settings) -> None:

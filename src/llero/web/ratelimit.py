@@ -15,9 +15,10 @@ group of the request:
 - ``agent``: not a route group. ``RateLimiter.check_agent`` counts the actions of one agent.
 
 Counters live in memory by default, which suits one process. Several processes that share the
-load need ``LLERO_RATE_LIMIT_STORAGE=redis://...``, so they share the counters. The sliding
-window counter of `limits` weights the previous window's count by how much of it still overlaps
-the window, so a burst at a window's edge cannot double a limit.
+load need ``LLERO_RATE_LIMIT_STORAGE=redis://...``, so they share the counters. The moving window
+of `limits` keeps the time of each counted request up to the limit, so a limit holds over any
+window-long span, also across clock minute boundaries, at the cost of memory per request
+counted.
 
 When the storage fails (Redis is down), requests pass and the failure is logged at most once a
 minute, because a limiter that fails closed would turn a Redis outage into an outage of Llero.
@@ -37,7 +38,7 @@ from fastapi import Request
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 
 from llero.access.permissions import Permission, Principal, TokenKind
@@ -135,7 +136,7 @@ class RateLimiter:
             options["socket_connect_timeout"] = REDIS_TIMEOUT_SECONDS
         self.storage = storage_from_string(storage_uri, **options)
         self.in_memory = storage_uri.startswith("memory://")
-        self.strategy = SlidingWindowCounterRateLimiter(self.storage)
+        self.strategy = MovingWindowRateLimiter(self.storage)
         self.policy = policy
         self.key_prefix = key_prefix
         self._lock = threading.Lock()
