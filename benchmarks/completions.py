@@ -137,6 +137,8 @@ def main() -> None:
         **os.environ,
         "LLERO_DATA_DIR": str(workdir / "data"),
         "LLERO_LOG_LEVEL": "warning",
+        # This measures throughput, which the default rate limits would cut short.
+        "LLERO_RATE_LIMIT_ENABLED": "false",
         "LLERO_EGRESS_ALLOWED_ENDPOINTS": f"127.0.0.1:{provider_port}",
     }
     subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)

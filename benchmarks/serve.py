@@ -114,7 +114,13 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="llero-bench-"))
     port = free_port()
-    env = {**os.environ, "LLERO_DATA_DIR": str(workdir / "data"), "LLERO_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "LLERO_DATA_DIR": str(workdir / "data"),
+        "LLERO_LOG_LEVEL": "warning",
+        # This measures throughput, which the default rate limits would cut short.
+        "LLERO_RATE_LIMIT_ENABLED": "false",
+    }
     subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
     store_tools(f"sqlite:///{workdir / 'data' / 'llero.db'}", options.tools)
     token = viewer_access_token(workdir / "data")
