@@ -258,3 +258,18 @@ def test_other_libraries_log_from_warning(
     close_logging()
 
     assert [entry["event"] for entry in _lines(path)] == ["retrying", "llero detail"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_print_logger_fallback_still_redacts(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(settings, tmp_path / "llero.log")
+    # What capture_logs leaves behind when the configuration was reset inside its block.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory())
+
+    structlog.get_logger("llero.test").info("fallback", api_key=PLANTED["openai"])
+
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(line)["api_key"] == "[redacted]"
+    assert PLANTED["openai"] not in line

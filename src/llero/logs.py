@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 
@@ -97,6 +97,22 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         self.rollover_at = time.time() + self.interval_seconds
 
 
+def _hand_to_handlers(logger: object, method: str, event: structlog.types.EventDict) -> Any:
+    """Pass the event to the standard library handlers, or render it redacted in place.
+
+    ``structlog.testing.capture_logs`` restores the processors but not the logger factory, so
+    this chain can end up in front of structlog's default print logger; that logger gets a
+    finished, redacted JSON line instead of a crash.
+    """
+    if isinstance(logger, logging.Logger):
+        return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method, event)
+    event = structlog.processors.format_exc_info(logger, method, event)
+    return _JSON(logger, method, redact_event(logger, method, event))
+
+
+_JSON = structlog.processors.JSONRenderer()
+
+
 def ensure_logging(settings: Settings) -> None:
     """Configure logging unless the process already did, so an embedded app never falls back to
     structlog's development defaults, which print tracebacks with local variables."""
@@ -175,7 +191,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            _hand_to_handlers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.stdlib.LoggerFactory(),
