@@ -6,9 +6,9 @@ stopped before it reaches the database. Once the caller is known, the request is
 against the user, or for an API token against that token alone. The limits depend on the route
 group of the request:
 
-- ``auth``: the routes that take a credential (sign-in and its second step, refresh,
-  enrollment, sign-out, TOTP enrollment), limited per address by LLERO_RATE_LIMIT_AUTH, and
-  TOTP enrollment per user or token too.
+- ``auth``: the routes that take a credential or send mail (sign-in and its second step,
+  refresh, enrollment, sign-out, TOTP enrollment, password reset, sign-up), limited per
+  address by LLERO_RATE_LIMIT_AUTH, and TOTP enrollment per user or token too.
 - ``export``, ``read`` and ``write``: exports, then every other route by HTTP method, each
   limited per user and per API token. Per address they share LLERO_RATE_LIMIT_ADDRESS, which
   is higher, because many users can sit behind one address.
@@ -72,9 +72,11 @@ CREDENTIAL_PERMISSIONS = frozenset(
     {
         Permission.AUTH_ENROLL,
         Permission.AUTH_MFA_ENROLL,
+        Permission.AUTH_PASSWORD_RESET,
         Permission.AUTH_REFRESH,
         Permission.AUTH_SIGNIN,
         Permission.AUTH_SIGNOUT,
+        Permission.AUTH_SIGNUP,
     }
 )
 EXPORT_PERMISSIONS = frozenset({Permission.AUDIT_EXPORT, Permission.TOOL_EXPORT})
