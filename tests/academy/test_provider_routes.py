@@ -4,13 +4,16 @@ never follows a base URL to a new host."""
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from llero.academy import providers
 from llero.access.roles import Role
+from llero.audit.models import AuditRecord
 from llero.barracks.models import Agent
 from llero.config.settings import Settings
+from llero.crypto import Secret
 from llero.storage.db import Database
 from llero.vault.models import SecretKind
 from tests.academy.provider_helpers import GPT_4O, PROVIDERS, audit_records, stored_secret
@@ -431,3 +434,31 @@ def test_failed_audit_rolls_back_create(
     assert response.status_code == 500
     with database.reader() as session:
         assert session.scalars(select(providers.Provider)).all() == []
+
+
+def test_planted_key_appears_nowhere(
+    app: FastAPI, client: TestClient, database: Database, capfd: pytest.CaptureFixture[str]
+) -> None:
+    planted = "sk-planted-provider-key-5c1e9a7d3b"
+    stored = app.state.vault.create_secret(
+        name="planted", kind=SecretKind.PROVIDER_API_KEY, value=Secret(planted)
+    )
+    created = create(client, secret_id=stored.secret_id)
+    path = f"{PROVIDERS}/{created['id']}"
+
+    responses = [
+        client.get(PROVIDERS),
+        client.get(path),
+        client.patch(path, json={"base_url": f"http://{OLLAMA}/v1"}),
+        client.put(f"{path}/secret", json={"secret_id": stored.secret_id}),
+        client.delete(f"{path}/secret"),
+        client.delete(path),
+    ]
+
+    assert all(response.status_code < 300 for response in responses)
+    assert not any(planted in response.text for response in responses)
+    with database.reader() as session:
+        details = session.scalars(select(AuditRecord.detail)).all()
+    assert details
+    assert not any(planted in detail for detail in details)
+    assert planted not in capfd.readouterr().err

@@ -54,8 +54,8 @@ def _send(client: TestClient, call: Call, headers: dict[str, str]) -> int:
 @pytest.fixture
 def calls(app: FastAPI) -> list[Call]:
     found = list(_calls(app))
-    # The walk must see the identity, mail flow, forge and barracks routes, or the checks prove
-    # nothing.
+    # The walk must see the identity, mail flow, forge, barracks and academy routes, or the
+    # checks prove nothing.
     assert {
         "/api/auth/signin",
         "/api/auth/password-reset",
@@ -70,6 +70,10 @@ def calls(app: FastAPI) -> list[Call]:
         "/api/users",
         "/api/audit/events",
         "/api/audit/export",
+        "/api/providers/{provider_id}/secret",
+        "/api/budgets/{budget_id}",
+        "/api/usage/export",
+        "/api/egress/entries/{entry_id}",
     } <= {call.path for call in found}
     return found
 
@@ -167,3 +171,26 @@ def test_api_token_scoped_to_one_permission(
             wrong.append(f"{call}: {status}, expected 403 outside the token's scope")
 
     assert wrong == []
+
+
+def test_developer_reads_providers_and_own_usage_only() -> None:
+    developer = ROLE_PERMISSIONS[Role.DEVELOPER]
+    viewer = ROLE_PERMISSIONS[Role.VIEWER]
+
+    assert Permission.PROVIDER_READ in developer
+    assert Permission.PROVIDER_READ in viewer
+    assert {Permission.USAGE_READ, Permission.USAGE_EXPORT} <= developer
+    assert not {Permission.USAGE_READ, Permission.USAGE_EXPORT} & viewer
+    admin_only = {
+        Permission.PROVIDER_CREATE,
+        Permission.PROVIDER_UPDATE,
+        Permission.PROVIDER_DELETE,
+        Permission.BUDGET_CREATE,
+        Permission.BUDGET_READ,
+        Permission.BUDGET_UPDATE,
+        Permission.BUDGET_DELETE,
+        Permission.EGRESS_READ,
+        Permission.EGRESS_UPDATE,
+    }
+    assert not admin_only & developer
+    assert admin_only <= ROLE_PERMISSIONS[Role.ADMIN]

@@ -31,7 +31,7 @@ from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
 
 # A bracketed IPv6 address or a host name, a colon and five digits.
 VALUE_MAX = HOST_MAX + 8
-# Enough for every provider and tool server of one installation; the policy is read on every
+# Enough for every provider and tool server of one installation. The policy is read on every
 # step of a run, so the list is kept small.
 ENTRIES_MAX = 500
 

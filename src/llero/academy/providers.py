@@ -350,13 +350,7 @@ def update_provider(
         detail["base_url"] = provider.base_url
     record_as(session, origin, AuditEvent.PROVIDER_UPDATED, target, detail)
     if detached_secret is not None:
-        record_as(
-            session,
-            origin,
-            AuditEvent.PROVIDER_SECRET_DETACHED,
-            target,
-            {"name": provider.name, "key_id": detached_secret, "reason": "base_url_changed"},
-        )
+        _record_detached(session, origin, provider, detached_secret, "base_url_changed")
     return provider
 
 
@@ -385,14 +379,20 @@ def detach_secret(session: Session, origin: Origin, provider_id: int) -> Provide
     provider.secret_id = None
     provider.updated_at = utc_now()
     _flush(session, provider.name)
+    _record_detached(session, origin, provider, detached, "detached")
+    return provider
+
+
+def _record_detached(
+    session: Session, origin: Origin, provider: Provider, key_id: int, reason: str
+) -> None:
     record_as(
         session,
         origin,
         AuditEvent.PROVIDER_SECRET_DETACHED,
         Target.of("provider", provider.id),
-        {"name": provider.name, "key_id": detached, "reason": "detached"},
+        {"name": provider.name, "key_id": key_id, "reason": reason},
     )
-    return provider
 
 
 def delete_provider(session: Session, origin: Origin, provider_id: int) -> None:

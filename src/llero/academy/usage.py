@@ -3,7 +3,8 @@
 A record keeps the tokens the provider counted and the cost in micro-dollars from the model's
 prices at the time of the call, so a later price change does not rewrite history. The user and
 the agent are foreign keys that become NULL when the row they name is deleted, so spending stays
-in the overall totals. ``session_id`` names a Command Center session and has no foreign key yet.
+in the overall totals. ``session_id`` names a Command Center chat session and has no foreign
+key yet.
 """
 
 import csv
@@ -63,7 +64,8 @@ class UsageRecord(Base):
     agent_id: Mapped[int | None] = classified(
         DataClass.INTERNAL, ForeignKey("agents.id", ondelete="SET NULL"), nullable=True
     )
-    # TODO: a foreign key to the Command Center's sessions once that table exists.
+    # The chat session (chat_sessions.id) of the call, or None for /v1/chat/completions.
+    # TODO: make it a foreign key with ON DELETE SET NULL; until then it can name a deleted one.
     session_id: Mapped[int | None] = classified(DataClass.INTERNAL, Integer, nullable=True)
     provider: Mapped[str] = classified(DataClass.INTERNAL, String(NAME_MAX))
     model: Mapped[str] = classified(DataClass.INTERNAL, String(MODEL_MAX))
