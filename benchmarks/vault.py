@@ -36,8 +36,9 @@ from llero.storage import migrate
 from llero.storage.db import Database
 from llero.vault.envelope import open_plaintext, seal_plaintext
 from llero.vault.keyring import Keyring, add_kek, load_keyring
-from llero.vault.models import SecretKind, SecretVersion, StoredSecret
+from llero.vault.models import SecretKey, SecretKind, SecretVersion, StoredSecret
 from llero.vault.rotation import rotate_data_keys
+from llero.vault.secret_keys import key_binding
 from llero.vault.service import VaultService, value_binding
 
 ROUNDS = 15
@@ -75,7 +76,9 @@ def measure_latency(database: Database, keyring: Keyring) -> None:
     with database.reader() as session:
         envelope = session.scalars(select(SecretVersion.envelope)).one()
     assert envelope is not None
-    assert open_plaintext(keyring, envelope, binding).reveal() == VALUE.encode()
+    # The envelope holds the value encrypted under the secret's own key, never the value itself.
+    assert VALUE.encode() not in open_plaintext(keyring, envelope, binding).reveal()
+    assert vault.read_plaintext(info.secret_id).reveal() == VALUE
 
     for name, operation, calls in (
         ("envelope open", lambda: open_plaintext(keyring, envelope, binding), LATENCY_CALLS),
@@ -133,7 +136,12 @@ def measure_throughput() -> None:
 
 
 def store_records(database: Database, keyring: Keyring, count: int) -> None:
-    """Insert ``count`` secrets with one sealed version each, in batches of INSERT_BATCH."""
+    """Insert ``count`` secrets with one sealed version each, in batches of INSERT_BATCH.
+
+    The versions hold the value without the inner layer under a per-secret key, and one key row
+    per secret is stored alongside, so rotation finds two envelopes per secret as it does for
+    secrets that VaultService stores.
+    """
     for first in range(0, count, INSERT_BATCH):
         numbers = range(first, min(first + INSERT_BATCH, count))
         with database.transaction() as session:
@@ -155,6 +163,15 @@ def store_records(database: Database, keyring: Keyring, count: int) -> None:
                     }
                 )
             session.execute(insert(SecretVersion), versions)
+            session.execute(
+                insert(SecretKey),
+                [_key_row(keyring, secret_id) for secret_id in ids],
+            )
+
+
+def _key_row(keyring: Keyring, secret_id: int) -> dict[str, object]:
+    envelope = seal_plaintext(keyring, Secret(secrets.token_bytes(32)), key_binding(secret_id))
+    return {"secret_id": secret_id, "envelope": envelope, "kek_id": keyring.current.id}
 
 
 def measure_rotation(database: Database, keys_dir: Path, count: int) -> None:

@@ -54,8 +54,8 @@ def _send(client: TestClient, call: Call, headers: dict[str, str]) -> int:
 @pytest.fixture
 def calls(app: FastAPI) -> list[Call]:
     found = list(_calls(app))
-    # The walk must see the identity, mail flow, forge, barracks and academy routes, or the
-    # checks prove nothing.
+    # The walk must see the identity, mail flow, forge, barracks, academy and vault routes, or
+    # the checks prove nothing.
     assert {
         "/api/auth/signin",
         "/api/auth/password-reset",
@@ -74,6 +74,9 @@ def calls(app: FastAPI) -> list[Call]:
         "/api/budgets/{budget_id}",
         "/api/usage/export",
         "/api/egress/entries/{entry_id}",
+        "/api/secrets",
+        "/api/secrets/{secret_id}/grants/{grant_id}",
+        "/api/vault/unseal",
     } <= {call.path for call in found}
     return found
 

@@ -13,11 +13,12 @@ from llero.crypto import Secret
 from llero.errors import Refused
 from llero.storage.db import Database
 from llero.vault import rotation
-from llero.vault.envelope import open_plaintext, seal_plaintext
+from llero.vault.envelope import seal_plaintext
 from llero.vault.errors import CiphertextInvalid
 from llero.vault.keyring import Keyring, add_kek, load_keyring
 from llero.vault.models import KekRotation, SecretKind, SecretVersion, StoredSecret
 from llero.vault.rotation import records_needing, retire_kek, rotate_data_keys
+from llero.vault.secret_keys import create_secret_key, seal_inner
 from llero.vault.service import VaultService, value_binding
 
 RECORDS = 3000
@@ -33,15 +34,17 @@ def _value(index: int) -> str:
 
 
 def _store_many(database: Database, keyring: Keyring, count: int) -> None:
-    """Insert ``count`` secrets with one version each, sealed as the service seals them."""
+    """Insert ``count`` secrets with their keys and one version each, sealed as the service seals
+    them. Each secret has two envelopes, its key's and its version's."""
     with database.transaction() as session:
         secrets = [StoredSecret(name=f"s{index:06d}", current_version=1) for index in range(count)]
         session.add_all(secrets)
         session.flush()
         for index, secret in enumerate(secrets):
-            envelope = seal_plaintext(
-                keyring, Secret(_value(index).encode()), value_binding(secret.id, 1)
-            )
+            binding = value_binding(secret.id, 1)
+            key = create_secret_key(session, keyring, secret.id)
+            inner = seal_inner(key, _value(index).encode(), binding)
+            envelope = seal_plaintext(keyring, Secret(inner), binding)
             session.add(
                 SecretVersion(
                     secret_id=secret.id, version=1, envelope=envelope, kek_id=keyring.current.id
@@ -71,10 +74,10 @@ def _assert_all_readable(database: Database, keyring: Keyring, count: int) -> No
             )
         ).all()
     assert len(rows) == count
+    vault = VaultService(database, keyring)
     for name, secret_id, envelope in rows:
         assert envelope is not None
-        plaintext = open_plaintext(keyring, envelope, value_binding(secret_id, 1))
-        assert plaintext.reveal() == _value(int(name[1:])).encode()
+        assert vault.read_plaintext(secret_id).reveal() == _value(int(name[1:]))
 
 
 def _crash_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
@@ -116,13 +119,15 @@ def test_rotation_resumes_after_crash_and_retires_old_kek(
     assert progress.cursor == sixth_batch_end
     assert progress.rewrapped == 6 * BATCH
     assert progress.finished_at is None
-    with pytest.raises(Refused, match=f"still wraps {RECORDS - 6 * BATCH} data keys"):
+    # The versions left, and every secret's key: the keys' table comes after the versions'.
+    remaining = RECORDS - 6 * BATCH + RECORDS
+    with pytest.raises(Refused, match=f"still wraps {remaining} data keys"):
         retire_kek(database, keys_dir, old_id)
 
     result = rotate_data_keys(database, keyring, batch_size=BATCH)
 
-    assert result.rewrapped == RECORDS - 6 * BATCH
-    assert result.batches == RECORDS // BATCH - 6
+    assert result.rewrapped == remaining
+    assert result.batches == 2 * (RECORDS // BATCH) - 6
     assert result.finished
     assert _kek_counts(database) == {new_id: RECORDS}
     assert _payloads(database) == payloads_before
@@ -143,7 +148,8 @@ def test_rotation_stops_after_max_batches_and_resumes(database: Database, keys_d
     second = rotate_data_keys(database, keyring, batch_size=30)
 
     assert (first.rewrapped, first.batches, first.finished) == (60, 2, False)
-    assert (second.rewrapped, second.batches, second.finished) == (40, 2, True)
+    # 40 versions in 2 batches, then 100 secret keys in 4.
+    assert (second.rewrapped, second.batches, second.finished) == (140, 6, True)
     assert _kek_counts(database) == {keyring.current.id: 100}
 
 
@@ -167,11 +173,12 @@ def test_rerun_after_finish_finds_late_records(database: Database, keys_dir: Pat
         name="late", kind=SecretKind.GENERIC, value=Secret("late-value-0123456789")
     )
 
-    with pytest.raises(Refused, match="still wraps 1 data keys"):
+    # The late secret's version and its key.
+    with pytest.raises(Refused, match="still wraps 2 data keys"):
         retire_kek(database, keys_dir, old_id)
     result = rotate_data_keys(database, keyring, batch_size=7)
 
-    assert result.rewrapped == 1
+    assert result.rewrapped == 2
     retire_kek(database, keys_dir, old_id)
     assert records_needing(database, old_id) == 0
 
@@ -186,7 +193,8 @@ def test_destroyed_versions_are_skipped(database: Database, keys_dir: Path) -> N
 
     result = rotate_data_keys(database, load_keyring(keys_dir))
 
-    assert result.rewrapped == 0
+    # Only the secret's key is re-wrapped; the destroyed version has no envelope left.
+    assert result.rewrapped == 1
     assert _kek_counts(database) == {None: 1}
 
 

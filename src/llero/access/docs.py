@@ -60,6 +60,12 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.PROVIDER_UPDATE: (
         "Change providers and attach or detach their keys; see base URLs and secret ids."
     ),
+    Permission.SECRET_CREATE: "Store secrets; the caller owns them.",
+    Permission.SECRET_DELETE: "Delete secrets and destroy old versions (own, or any as admin).",
+    Permission.SECRET_GRANT: "Grant secrets to agents for a purpose (own to own, or any as admin).",
+    Permission.SECRET_READ: "List and read secret metadata and grants; never a value.",
+    Permission.SECRET_REVOKE: "Revoke grants of secrets (own, or any as admin).",
+    Permission.SECRET_ROTATE: "Replace the value of secrets (own, or any as admin).",
     Permission.TOOL_CREATE: "Create tools, owned by their creator, and clone visible tools.",
     Permission.TOOL_DELETE: "Delete one's own tools (admins: any tool).",
     Permission.TOOL_EXPORT: "Export visible tools in provider formats.",
@@ -75,6 +81,7 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.USER_READ: "List and read all users.",
     Permission.USER_REVOKE_SESSIONS: "End every session of a user at once.",
     Permission.USER_UPDATE: "Change a user's role or status.",
+    Permission.VAULT_UNSEAL: "Unseal a vault that started without its master key, with that key.",
 }
 
 ROLE_ORDER = (Role.VIEWER, Role.DEVELOPER, Role.ADMIN)

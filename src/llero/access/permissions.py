@@ -70,6 +70,12 @@ class Permission(StrEnum):
     PROVIDER_DELETE = "provider:delete"
     PROVIDER_READ = "provider:read"
     PROVIDER_UPDATE = "provider:update"
+    SECRET_CREATE = "secret:create"  # noqa: S105 - a permission name, not a secret
+    SECRET_DELETE = "secret:delete"  # noqa: S105 - a permission name, not a secret
+    SECRET_GRANT = "secret:grant"  # noqa: S105 - a permission name, not a secret
+    SECRET_READ = "secret:read"  # noqa: S105 - a permission name, not a secret
+    SECRET_REVOKE = "secret:revoke"  # noqa: S105 - a permission name, not a secret
+    SECRET_ROTATE = "secret:rotate"  # noqa: S105 - a permission name, not a secret
     TOOL_CREATE = "tool:create"
     TOOL_DELETE = "tool:delete"
     TOOL_EXPORT = "tool:export"
@@ -85,11 +91,14 @@ class Permission(StrEnum):
     USER_READ = "user:read"
     USER_REVOKE_SESSIONS = "user:revoke_sessions"
     USER_UPDATE = "user:update"
+    VAULT_UNSEAL = "vault:unseal"
 
 
 # Permissions that need no identity: liveness, the public keys, the routes that establish an
 # identity in the first place (each of those authenticates with the credential in its body), and
 # the requests for a reset or a sign-up, which only send mail to the address given.
+# Unsealing the vault is public too: the master key in the body authorises it, and a sealed
+# server cannot decrypt what sign-in needs, so nobody could sign in first.
 PUBLIC_PERMISSIONS = frozenset(
     {
         Permission.AUTH_ENROLL,
@@ -101,6 +110,7 @@ PUBLIC_PERMISSIONS = frozenset(
         Permission.AUTH_VERIFY_EMAIL,
         Permission.HEALTH_READ,
         Permission.JWKS_READ,
+        Permission.VAULT_UNSEAL,
     }
 )
 

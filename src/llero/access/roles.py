@@ -50,7 +50,9 @@ _VIEWER = _SELF_SERVICE | {
 # Developers build tools and agents. The agent status route stays with admins, because it can
 # lift a quarantine, and categories are shared by everyone, so admins curate them. Providers,
 # budgets and the egress allowlist decide where keys go and what may be spent, so they stay with
-# admins too. The usage routes show a developer their own usage only.
+# admins too. The usage routes show a developer their own usage only. The secret
+# routes act only on the developer's own secrets and agents (llero.academy.service); viewers see
+# no secrets at all.
 _DEVELOPER = _VIEWER | {
     Permission.AGENT_CREATE,
     Permission.AGENT_DELETE,
@@ -59,6 +61,12 @@ _DEVELOPER = _VIEWER | {
     Permission.CHAT_SESSION_CREATE,
     Permission.CHAT_SESSION_DELETE,
     Permission.CHAT_SESSION_RUN,
+    Permission.SECRET_CREATE,
+    Permission.SECRET_DELETE,
+    Permission.SECRET_GRANT,
+    Permission.SECRET_READ,
+    Permission.SECRET_REVOKE,
+    Permission.SECRET_ROTATE,
     Permission.TOOL_CREATE,
     Permission.TOOL_DELETE,
     Permission.TOOL_IMPORT,

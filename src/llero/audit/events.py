@@ -46,6 +46,7 @@ class AuditEvent(StrEnum):
     SECRET_DELETED = "secret:deleted"  # noqa: S105 - an event name, not a secret
     SECRET_ROTATED = "secret:rotated"  # noqa: S105 - an event name, not a secret
     SECRET_USED = "secret:used"  # noqa: S105 - an event name, not a secret
+    SECRET_VERSION_DESTROYED = "secret:version_destroyed"  # noqa: S105 - an event name
     SESSION_REVOKED = "session:revoked"
     SETTINGS_CHANGED = "settings:changed"
     TOKEN_FAMILY_REVOKED = "token:family_revoked"  # noqa: S105 - an event name, not a token
@@ -72,6 +73,8 @@ class AuditEvent(StrEnum):
     USER_SIGNED_UP = "user:signed_up"
     USER_STATUS_CHANGED = "user:status_changed"
     VAULT_BACKEND_FAILED = "vault:backend_failed"
+    VAULT_UNSEAL_FAILED = "vault:unseal_failed"
+    VAULT_UNSEALED = "vault:unsealed"
 
 
 class ActorKind(StrEnum):

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from llero.cli.audit import audit
 from llero.cli.keys import keys
+from llero.cli.secrets import secrets
 from llero.cli.tools import tools
 from llero.cli.users import create_first_admin, print_enrollment, users
 from llero.config.keyfiles import check_key_files, create_key_files, make_private_dir
@@ -198,6 +199,7 @@ cli.add_command(tools)
 cli.add_command(audit)
 cli.add_command(users)
 cli.add_command(keys)
+cli.add_command(secrets)
 
 
 def main() -> None:

@@ -128,7 +128,10 @@ def check_key_files(keys_dir: Path, *, master_key: bool = True) -> None:
     # Imported here because signing_keys imports this module for its file helpers.
     from llero.identity.signing_keys import load_signing_key_ring  # noqa: PLC0415
 
-    if master_key:
-        read_symmetric_key(keys_dir / MASTER_KEY)
+    master_key_file = keys_dir / MASTER_KEY
+    # Without master.key the vault starts sealed and waits for its key (see llero.vault.keyring).
+    # A master.key that exists must still be private and well-formed.
+    if master_key and (master_key_file.exists() or master_key_file.is_symlink()):
+        read_symmetric_key(master_key_file)
     read_symmetric_key(keys_dir / AUDIT_KEY)
     load_signing_key_ring(keys_dir)

@@ -2,6 +2,7 @@
 
 from llero.academy import allowlist as allowlist_models
 from llero.academy import budgets as budget_models
+from llero.academy import models as academy_models
 from llero.academy import providers as provider_models
 from llero.academy import usage as usage_models
 from llero.audit import models as audit_models
@@ -23,6 +24,7 @@ MODEL_MODULES = (
     usage_models,
     budget_models,
     allowlist_models,
+    academy_models,
 )
 
 metadata = Base.metadata

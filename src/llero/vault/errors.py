@@ -11,7 +11,10 @@ class VaultSealed(LleroError):
     code = "vault_sealed"
 
     def __init__(self) -> None:
-        super().__init__("the vault is sealed: no key-encryption key is loaded")
+        super().__init__(
+            "the vault is sealed: no key-encryption key is loaded; unseal it with "
+            "POST /api/vault/unseal, or set LLERO_MASTER_KEY and restart"
+        )
 
 
 class InvalidReason(StrEnum):
@@ -20,6 +23,7 @@ class InvalidReason(StrEnum):
     UNKNOWN_KEK = "unknown_kek"
     UNWRAP_FAILED = "unwrap_failed"
     AUTHENTICATION_FAILED = "authentication_failed"
+    KEY_MISSING = "key_missing"
 
 
 class CiphertextInvalid(LleroError):
@@ -79,3 +83,22 @@ _FAILURE_TEXT = {
     BackendFailure.MISSING: "no longer has the value (it was deleted outside Llero)",
     BackendFailure.NOT_CONFIGURED: "holds this value but is not configured on this server",
 }
+
+
+class UnsealRejected(LleroError):
+    """The key offered to unseal the vault is not the vault's master key."""
+
+    code = "unseal_rejected"
+
+    def __init__(self) -> None:
+        super().__init__("the key does not match the vault's master key")
+
+
+class UnsealThrottled(LleroError):
+    """Too many failed unseal attempts in a short time; ``retry_after`` is in seconds."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed unseal attempts; retry in {retry_after} seconds")
+        self.retry_after = retry_after

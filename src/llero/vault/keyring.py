@@ -9,7 +9,8 @@ Files under the keys directory:
 LLERO_MASTER_KEY, when set, is the base KEK and master.key is not read, so a deployment can keep
 the key out of the data directory. Until the first ``add_kek`` there is no manifest and the base
 KEK is the whole keyring. With neither the variable nor master.key, the keyring is sealed. It
-contains no KEK, and every vault operation raises VaultSealed.
+contains no KEK, and every vault operation raises VaultSealed until ``Keyring.unseal`` is given
+the base key.
 
 A KEK's id is derived from its bytes, so an envelope names the exact key that wrapped it and a
 wrong key is reported as such, wherever the key was loaded from. Retired KEKs are never loaded.
@@ -192,6 +193,34 @@ class Keyring:
             logger.info("vault_keyring_reloaded", current=self._snapshot.current, ids=self.ids)
             return True
 
+    def seal(self) -> None:
+        """Drop every loaded KEK, as if the process had started without its master key."""
+        with self._lock:
+            self._master_key = None
+            self._snapshot = _Snapshot({}, None, self._snapshot.manifest_signature)
+        logger.warning("vault_sealed_again")
+
+    def unseal(self, master_key: SecretStr) -> Kek:
+        """Load every KEK with ``master_key`` as the base key; return the current KEK.
+
+        Raises Refused when the keyring is not sealed, and KeyFileError when the key is not the
+        base KEK that the manifest lists or a KEK file is unusable. The caller checks the key
+        against the stored envelopes when there is no manifest (see llero.vault.unseal).
+        """
+        if self._keys_dir is None:
+            raise Refused("this keyring has no key directory to load KEKs from")
+        with self._lock:
+            if not self.sealed:
+                raise Refused("the vault is not sealed")
+            snapshot = _load_snapshot(self._keys_dir, master_key)
+            if snapshot.current is None:
+                raise KeyFileError("the master key did not load a KEK")
+            self._master_key = master_key
+            self._snapshot = snapshot
+            self._checked_at = time.monotonic()
+        logger.info("vault_unsealed", current=snapshot.current, ids=self.ids)
+        return snapshot.keks[snapshot.current]
+
 
 def load_keyring(keys_dir: Path, master_key: SecretStr | None = None) -> Keyring:
     """Load every KEK in use; raise KeyFileError naming the file or variable that is unusable.
@@ -278,8 +307,22 @@ def _load_snapshot(keys_dir: Path, master_key: SecretStr | None) -> _Snapshot:
         manifest = read_manifest(keys_dir, master_key)
     except VaultSealed:
         return _Snapshot({}, None, signature)
+    if _base_key_missing(keys_dir, master_key, manifest):
+        # After a rotation the manifest exists, but the base KEK it lists still has to come from
+        # LLERO_MASTER_KEY or master.key. Without either, the keyring starts sealed too, instead
+        # of loading the other KEKs and leaving the base KEK's records unreadable.
+        return _Snapshot({}, None, signature)
     keks = _load_keks(keys_dir, master_key, manifest)
     return _Snapshot({kek.id: kek for kek in keks}, manifest.current, signature)
+
+
+def _base_key_missing(keys_dir: Path, master_key: SecretStr | None, manifest: Manifest) -> bool:
+    needs_base = any(
+        record.source is KekSource.BASE and record.retired_at is None for record in manifest.keys
+    )
+    master_key_file = keys_dir / MASTER_KEY
+    has_file = master_key_file.exists() or master_key_file.is_symlink()
+    return needs_base and master_key is None and not has_file
 
 
 def _load_keks(keys_dir: Path, master_key: SecretStr | None, manifest: Manifest) -> list[Kek]:

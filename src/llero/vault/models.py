@@ -112,6 +112,26 @@ class SecretVersion(Base):
     )
 
 
+class SecretKey(Base):
+    """The per-secret key that encrypts each version's value inside that version's envelope.
+
+    Deleting a secret deletes this row. A version envelope copied anywhere before (an external
+    backend's version history, a table export) then opens with the KEK only to a ciphertext whose
+    key no longer exists.
+    """
+
+    __tablename__ = "secret_keys"
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    secret_id: Mapped[int] = classified(
+        DataClass.INTERNAL, ForeignKey("secrets.id", ondelete="CASCADE"), unique=True
+    )
+    # The key, sealed in an envelope like any value, so KEK rotation re-wraps it too.
+    envelope: Mapped[bytes] = classified(DataClass.SECRET, LargeBinary)
+    kek_id: Mapped[str] = classified(DataClass.INTERNAL, String(KEK_ID_LENGTH), index=True)
+    created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
+
+
 class KekRotation(Base):
     """How far the re-wrapping of one table's data keys under one target KEK has come.
 

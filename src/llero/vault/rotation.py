@@ -27,7 +27,7 @@ from llero.storage.base import Base, utc_now
 from llero.storage.db import Database
 from llero.vault.envelope import rewrap
 from llero.vault.keyring import Kek, Keyring, mark_retired, read_manifest
-from llero.vault.models import KekRotation, SecretVersion
+from llero.vault.models import KekRotation, SecretKey, SecretVersion
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -52,6 +52,7 @@ def _encrypted_column(table: Table) -> EncryptedColumn:
 # data keys under the old KEK and retire_kek refuses to retire that KEK.
 ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     _encrypted_column(Base.metadata.tables[SecretVersion.__tablename__]),
+    _encrypted_column(Base.metadata.tables[SecretKey.__tablename__]),
 )
 
 
@@ -99,6 +100,18 @@ def rotate_data_keys(
         batches=batches,
     )
     return RotationResult(target.id, rewrapped, batches, finished)
+
+
+def kek_ids_in_use(session: Session) -> set[str]:
+    """Return the ids of every KEK that wraps at least one stored envelope."""
+    found: set[str] = set()
+    for column in ENCRYPTED_COLUMNS:
+        found.update(
+            kek_id
+            for kek_id in session.scalars(select(column.kek_id).distinct())
+            if kek_id is not None
+        )
+    return found
 
 
 def records_needing(database: Database, kek_id: str) -> int:

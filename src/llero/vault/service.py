@@ -7,20 +7,30 @@ the database whichever store holds the values.
 
 When an external backend fails, the call fails with BackendUnavailable and nothing is written
 but a ``vault:backend_failed`` audit record; no other store is tried in its place.
+
+Every secret also has its own key (secret_keys.py). A built-in value is encrypted under it before
+it is sealed in its envelope, so deleting the secret, which deletes its key, leaves every copy of
+its envelopes undecryptable. External backends receive the value itself and delete it when told.
+
+Every method takes an optional ``session``. Given one, the method works in that transaction and
+flushes without committing, so a route can commit the change together with its audit record;
+without one, the method runs in a transaction of its own.
 """
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ScalarSelect, select, update
+from sqlalchemy import ScalarSelect, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from llero.audit.context import Origin, Target
 from llero.audit.events import AuditEvent
 from llero.audit.service import record_as
-from llero.crypto import Secret
+from llero.crypto import Secret, zero
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
 from llero.logs import get_logger
 from llero.storage.base import utc_now
@@ -31,9 +41,18 @@ from llero.vault.models import (
     DESCRIPTION_MAX,
     HINT_LENGTH,
     NAME_MAX,
+    SecretKey,
     SecretKind,
     SecretVersion,
     StoredSecret,
+)
+from llero.vault.secret_keys import (
+    create_secret_key,
+    load_secret_key,
+    open_inner,
+    open_secret_key,
+    seal_inner,
+    shred_secret_key,
 )
 from llero.vault.values import (
     VALUE_FIELD,
@@ -100,6 +119,19 @@ class VaultService:
         """The backend that new values are written to."""
         return self._store.backend
 
+    @contextmanager
+    def _transaction(self, session: Session | None) -> Iterator[Session]:
+        """Yield the caller's session, or a transaction of its own when there is none.
+
+        NOTE: with the caller's session, a value that an external backend accepted stays there
+        when the caller rolls back later (after this method returned), unreferenced by any row.
+        """
+        if session is not None:
+            yield session
+            return
+        with self._database.transaction() as own:
+            yield own
+
     def create_secret(
         self,
         *,
@@ -110,6 +142,7 @@ class VaultService:
         owner_user_id: int | None = None,
         expires_at: datetime | None = None,
         origin: Origin | None = None,
+        session: Session | None = None,
     ) -> VersionInfo:
         """Store a new secret with ``value`` as its version 1.
 
@@ -121,7 +154,8 @@ class VaultService:
         _checked_value(value)
         placed: list[_Placed] = []
         try:
-            with self._database.transaction() as session:
+            with self._transaction(session) as active:
+                _check_name_free(active, name)
                 secret = StoredSecret(
                     name=name,
                     kind=kind,
@@ -129,9 +163,15 @@ class VaultService:
                     owner_user_id=owner_user_id,
                     current_version=1,
                 )
-                session.add(secret)
-                session.flush()
-                row = self._new_version(session, placed, secret.id, 1, value, expires_at=expires_at)
+                active.add(secret)
+                active.flush()
+                key = create_secret_key(active, self._keyring, secret.id)
+                try:
+                    row = self._new_version(
+                        active, placed, secret.id, 1, value, key=key, expires_at=expires_at
+                    )
+                finally:
+                    zero(key)
         except IntegrityError:
             self._discard(placed)
             raise Conflict(f"a secret named {name!r} already exists") from None
@@ -148,7 +188,7 @@ class VaultService:
             version=1,
             backend=row.backend,
         )
-        return _info(row)
+        return version_info(row)
 
     def add_version(
         self,
@@ -157,6 +197,7 @@ class VaultService:
         *,
         expires_at: datetime | None = None,
         origin: Origin | None = None,
+        session: Session | None = None,
     ) -> VersionInfo:
         """Store ``value`` as the secret's next version and make it current.
 
@@ -168,10 +209,10 @@ class VaultService:
         placed: list[_Placed] = []
         number = 0
         try:
-            with self._database.transaction() as session:
-                secret = _secret(session, secret_id)
+            with self._transaction(session) as active:
+                secret = _secret(active, secret_id)
                 number = secret.current_version + 1
-                session.execute(
+                active.execute(
                     update(SecretVersion)
                     .where(
                         SecretVersion.secret_id == secret_id,
@@ -181,9 +222,13 @@ class VaultService:
                 )
                 secret.current_version = number
                 secret.updated_at = moment
-                row = self._new_version(
-                    session, placed, secret_id, number, value, expires_at=expires_at
-                )
+                key = load_secret_key(active, self._keyring, secret_id)
+                try:
+                    row = self._new_version(
+                        active, placed, secret_id, number, value, key=key, expires_at=expires_at
+                    )
+                finally:
+                    zero(key)
         except IntegrityError:
             self._discard(placed)
             raise Conflict(f"secret {secret_id} changed meanwhile; retry") from None
@@ -196,10 +241,15 @@ class VaultService:
         logger.info(
             "vault_secret_version_added", secret_id=secret_id, version=number, backend=row.backend
         )
-        return _info(row)
+        return version_info(row)
 
     def read_plaintext(
-        self, secret_id: int, version: int | None = None, *, origin: Origin | None = None
+        self,
+        secret_id: int,
+        version: int | None = None,
+        *,
+        origin: Origin | None = None,
+        session: Session | None = None,
     ) -> Secret[str]:
         """Decrypt or fetch a version (the current one by default) and record when it was last
         used.
@@ -210,11 +260,11 @@ class VaultService:
         """
         stored: _StoredValue | None = None
         try:
-            with self._database.transaction() as session:
-                stored = _stored_value(session, secret_id, version)
+            with self._transaction(session) as active:
+                stored = _stored_value(active, secret_id, version)
                 _check_usable(stored)
                 plaintext = self._open(stored)
-                _record_use(session, stored)
+                _record_use(active, stored)
         except BackendUnavailable as error:
             number = stored.version if stored is not None else version
             self._record_failure(origin, error, secret_id=secret_id, version=number)
@@ -222,19 +272,25 @@ class VaultService:
         return Secret(plaintext.reveal().decode("utf-8"))
 
     def destroy_version(
-        self, secret_id: int, version: int, *, origin: Origin | None = None
+        self,
+        secret_id: int,
+        version: int,
+        *,
+        origin: Origin | None = None,
+        session: Session | None = None,
     ) -> VersionInfo:
         """Delete a version's value: its envelope with the wrapped data key (crypto-shredding),
         or the value in the external backend, which is told to delete it first.
 
         Once committed, nothing in the live database can decrypt a built-in value. A backup taken
-        before still contains the envelope, which the KEK of that time can open. Rotating to a
+        before still contains the envelope and the secret's key, which the KEK of that time can
+        open. Rotating to a
         new KEK and retiring the old one (rotation.py) makes such backups unreadable too. When
         the backend fails, BackendUnavailable is raised and the version stays as it was.
         """
         try:
-            with self._database.transaction() as session:
-                row = _version(session, secret_id, version)
+            with self._transaction(session) as active:
+                row = _version(active, secret_id, version)
                 if not row.destroyed:
                     self._store_for(row.backend).destroy(secret_id, version, _stored_of(row))
                     row.envelope = None
@@ -242,21 +298,47 @@ class VaultService:
                     row.hint = ""
                     row.destroyed = True
                     row.destroyed_at = utc_now()
+                    active.flush()
         except BackendUnavailable as error:
             self._record_failure(origin, error, secret_id=secret_id, version=version)
             raise
         logger.info("vault_secret_version_destroyed", secret_id=secret_id, version=version)
-        return _info(row)
+        return version_info(row)
 
-    def list_versions(self, secret_id: int) -> list[VersionInfo]:
-        with self._database.reader() as session:
-            _secret(session, secret_id)
-            rows = session.scalars(
+    def delete_secret(
+        self, secret_id: int, *, origin: Origin | None = None, session: Session | None = None
+    ) -> int:
+        """Delete a secret, its key and every version; return how many versions it had.
+
+        Values in an external backend are deleted there first. Deleting the secret's key is what
+        shreds built-in values: an envelope of any of its versions copied before still opens with
+        the KEK, but only to a ciphertext whose key no longer exists. A full database backup
+        taken before the deletion contains the key too, so the NOTE of ``destroy_version``
+        applies to it.
+        """
+        with self._transaction(session) as active:
+            _secret(active, secret_id)
+            rows = active.scalars(
+                select(SecretVersion).where(SecretVersion.secret_id == secret_id)
+            ).all()
+            for row in rows:
+                if not row.destroyed:
+                    self.destroy_version(secret_id, row.version, origin=origin, session=active)
+            shred_secret_key(active, secret_id)
+            active.execute(delete(SecretVersion).where(SecretVersion.secret_id == secret_id))
+            active.execute(delete(StoredSecret).where(StoredSecret.id == secret_id))
+        logger.info("vault_secret_deleted", secret_id=secret_id)
+        return len(rows)
+
+    def list_versions(self, secret_id: int, *, session: Session | None = None) -> list[VersionInfo]:
+        with self._transaction(session) as active:
+            _secret(active, secret_id)
+            rows = active.scalars(
                 select(SecretVersion)
                 .where(SecretVersion.secret_id == secret_id)
                 .order_by(SecretVersion.version)
             ).all()
-            return [_info(row) for row in rows]
+            return [version_info(row) for row in rows]
 
     def _new_version(
         self,
@@ -266,10 +348,18 @@ class VaultService:
         number: int,
         value: Secret[str],
         *,
+        key: bytearray,
         expires_at: datetime | None,
     ) -> SecretVersion:
-        """Store the value and add its row; ``placed`` collects what to discard on rollback."""
+        """Store the value and add its row; ``placed`` collects what to discard on rollback.
+
+        A built-in value is encrypted under the secret's ``key`` first; an external backend gets
+        the value itself.
+        """
         plaintext = Secret(_checked_value(value))
+        if self._store.backend is Backend.BUILTIN:
+            binding = value_binding(secret_id, number)
+            plaintext = Secret(seal_inner(key, plaintext.reveal(), binding))
         stored = self._store.put(secret_id, number, plaintext)
         placed.append(_Placed(secret_id, number, stored))
         row = SecretVersion(
@@ -289,7 +379,16 @@ class VaultService:
     def _open(self, stored: "_StoredValue") -> Secret[bytes]:
         store = self._store_for(stored.backend)
         try:
-            return store.get(stored.secret_id, stored.version, _stored_of(stored))
+            value = store.get(stored.secret_id, stored.version, _stored_of(stored))
+            if stored.backend != Backend.BUILTIN:
+                return value
+            key = open_secret_key(self._keyring, stored.secret_id, stored.key_envelope)
+            try:
+                return open_inner(
+                    key, value.reveal(), value_binding(stored.secret_id, stored.version)
+                )
+            finally:
+                zero(key)
         except CiphertextInvalid as error:
             logger.warning(
                 "vault_decrypt_failed",
@@ -402,11 +501,12 @@ class _StoredValue:
     destroyed: bool
     expires_at: datetime | None
     last_used_at: datetime | None
+    key_envelope: bytes | None
 
 
 def _stored_value(session: Session, secret_id: int, version: int | None) -> _StoredValue:
-    """Load a version (the current one when ``version`` is None) with one query instead of two
-    ORM loads, because reading a secret is the vault's hot path."""
+    """Load a version (the current one when ``version`` is None) and the secret's key with one
+    query instead of three ORM loads, because reading a secret is the vault's hot path."""
     number: int | ScalarSelect[int] = (
         version
         if version is not None
@@ -428,7 +528,10 @@ def _stored_value(session: Session, secret_id: int, version: int | None) -> _Sto
             SecretVersion.destroyed,
             SecretVersion.expires_at,
             SecretVersion.last_used_at,
-        ).where(SecretVersion.secret_id == secret_id, SecretVersion.version == number)
+            SecretKey.envelope.label("key_envelope"),
+        )
+        .outerjoin(SecretKey, SecretKey.secret_id == SecretVersion.secret_id)
+        .where(SecretVersion.secret_id == secret_id, SecretVersion.version == number)
     ).one_or_none()
     if row is None:
         _secret(session, secret_id)
@@ -467,6 +570,13 @@ def _check_name(name: str) -> None:
         )
 
 
+def _check_name_free(session: Session, name: str) -> None:
+    # Checked before the insert so that a taken name fails without a failed statement, which
+    # would abort the caller's transaction on PostgreSQL. A race still ends in IntegrityError.
+    if session.scalar(select(StoredSecret.id).where(StoredSecret.name == name)) is not None:
+        raise Conflict(f"a secret named {name!r} already exists")
+
+
 def _check_description(description: str) -> None:
     if len(description) > DESCRIPTION_MAX:
         raise InvalidInput(
@@ -490,7 +600,7 @@ def _hint(value: Secret[str]) -> str:
     return text[-HINT_LENGTH:] if len(text) >= MIN_LENGTH_FOR_HINT else ""
 
 
-def _info(row: SecretVersion) -> VersionInfo:
+def version_info(row: SecretVersion) -> VersionInfo:
     return VersionInfo(
         secret_id=row.secret_id,
         version=row.version,

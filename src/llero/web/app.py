@@ -8,6 +8,7 @@ from fastapi import FastAPI
 import llero
 from llero.academy.egress_routes import router as egress_router
 from llero.academy.provider_routes import router as provider_router
+from llero.academy.routes import router as academy_router
 from llero.academy.usage_routes import budget_router, usage_router
 from llero.audit.keys import attach_keys_to_factory, load_audit_keys
 from llero.audit.routes import router as audit_router
@@ -16,15 +17,18 @@ from llero.command.brokers import LiveAcademy
 from llero.command.compat import router as compat_router
 from llero.command.engine import Engine
 from llero.command.routes import router as command_router
-from llero.config.settings import Settings
+from llero.config.keyfiles import MASTER_KEY
+from llero.config.settings import KekSourceKind, Settings
 from llero.forge.routes import router as forge_router
 from llero.identity.email_routes import router as email_router
 from llero.identity.routes import mount as mount_identity
-from llero.logs import ensure_logging
+from llero.logs import ensure_logging, get_logger
 from llero.storage.db import Database
 from llero.vault.backends import build_value_store
 from llero.vault.kek_sources import load_vault_keyring
+from llero.vault.routes import router as vault_router
 from llero.vault.service import VaultService
+from llero.vault.unseal import UnsealThrottle
 from llero.web import health
 from llero.web.errors import install_error_handlers
 from llero.web.middleware import (
@@ -34,6 +38,9 @@ from llero.web.middleware import (
     HostMiddleware,
 )
 from llero.web.ratelimit import RateLimiter, RequestLimits
+from llero.web.sealed import SealedVaultMiddleware
+
+log = get_logger("llero.web")
 
 
 @asynccontextmanager
@@ -62,12 +69,21 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     # action can never run unaudited.
     attach_keys_to_factory(app.state.database.sessions, load_audit_keys(settings.keys_dir))
     # The vault's key-encryption keys. Without a master key, or when the external key service
-    # fails, the keyring is sealed: nothing that needs encryption works until an admin unseals it.
+    # fails, the keyring is sealed: nothing that needs encryption works until it is unsealed.
     app.state.keyring = load_vault_keyring(settings, app.state.database)
     # Where secret values live (LLERO_VAULT_BACKEND). Routes use app.state.vault, so every
     # secret goes to the one configured store.
     app.state.value_store = build_value_store(settings, app.state.keyring)
     app.state.vault = VaultService(app.state.database, app.state.keyring, app.state.value_store)
+    app.state.unseal_throttle = UnsealThrottle()
+    if app.state.keyring.sealed and settings.vault_kek_source is KekSourceKind.FILE:
+        # An external key source logs its own failure; this line is for a missing master key.
+        log.warning(
+            "vault_sealed",
+            message="the vault is sealed: no master key in LLERO_MASTER_KEY or "
+            f"{settings.keys_dir / MASTER_KEY}; only /healthz, /readyz and POST "
+            "/api/vault/unseal answer until it is unsealed with the base64 master key",
+        )
 
     if settings.rate_limit_enabled:
         app.state.rate_limiter = RequestLimits(RateLimiter.from_settings(settings))
@@ -76,12 +92,14 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     mount_identity(app, settings)
     app.include_router(email_router)
     app.include_router(health.router)
+    app.include_router(vault_router)
     app.include_router(forge_router, prefix="/api")
     app.include_router(barracks_router, prefix="/api")
     app.include_router(provider_router, prefix="/api")
     app.include_router(egress_router, prefix="/api")
     app.include_router(usage_router, prefix="/api")
     app.include_router(budget_router, prefix="/api")
+    app.include_router(academy_router, prefix="/api")
     app.include_router(command_router, prefix="/api")
     app.include_router(compat_router)
     app.state.command_engine = Engine(
@@ -90,6 +108,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(audit_router, prefix="/api")
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
+    app.add_middleware(SealedVaultMiddleware, keyring=app.state.keyring)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
     )

@@ -25,7 +25,13 @@ from llero.errors import (
 from llero.identity.errors import AuthenticationFailed
 from llero.identity.tokens import InvalidToken
 from llero.mail import MailDeliveryFailed, MailUnavailable
-from llero.vault.errors import BackendUnavailable
+from llero.vault.errors import (
+    BackendUnavailable,
+    CiphertextInvalid,
+    UnsealRejected,
+    UnsealThrottled,
+    VaultSealed,
+)
 from llero.web.middleware import request_id_of
 from llero.web.responses import error_body
 
@@ -36,6 +42,7 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     AuthenticationFailed: 401,
     InvalidToken: 401,
     PermissionDenied: 403,
+    UnsealRejected: 403,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
@@ -44,6 +51,8 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     MailDeliveryFailed: 502,
     MailUnavailable: 503,
     RateLimited: 429,
+    UnsealThrottled: 429,
+    VaultSealed: 503,
 }
 
 CODE_BY_STATUS = {
@@ -69,6 +78,8 @@ def _respond(
 async def handle_domain_error(request: Request, error: Exception) -> JSONResponse:
     error = cast(LleroError, error)  # registered for LleroError only
     status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(error, kind)), 400)
+    if isinstance(error, CiphertextInvalid):
+        return _ciphertext_invalid(request, error)
     if isinstance(error, InvalidToken):
         # A token rejection names its reason (expired, bad signature, unknown key); the client
         # gets the generic answer, so it learns nothing by trying variants.
@@ -78,9 +89,19 @@ async def handle_domain_error(request: Request, error: Exception) -> JSONRespons
     if status == 401:
         # RFC 9110 requires a challenge with every 401, and RFC 6750 names the Bearer scheme.
         response.headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | UnsealThrottled):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
+
+
+def _ciphertext_invalid(request: Request, error: CiphertextInvalid) -> JSONResponse:
+    """Answer a stored ciphertext that does not open as an internal error with the request id.
+
+    Which check failed goes to the log only: it is a fault or tampering on the server side, and
+    telling the client would help only someone who is changing the stored bytes.
+    """
+    log.error("vault:ciphertext_invalid", reason=str(error.reason), kek_id=error.kek_id)
+    return _respond(request, 500, "internal_error", "internal error")
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:

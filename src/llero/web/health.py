@@ -22,7 +22,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", dependencies=[requires(Permission.HEALTH_READ)], tags=["health"])
 def readyz(request: Request) -> JSONResponse:
-    """Return ok when the database answers and its schema is at the latest migration."""
+    """Return ok when the database answers, its schema is at the latest migration, and the vault
+    is unsealed."""
     database = get_database(request)
     try:
         with database.engine.connect() as connection:
@@ -32,6 +33,8 @@ def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
     if current != migrate.head_revision():
         return JSONResponse({"status": "unavailable", "reason": "migrations"}, status_code=503)
+    if request.app.state.keyring.sealed:
+        return JSONResponse({"status": "unavailable", "reason": "sealed"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
