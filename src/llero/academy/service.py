@@ -39,7 +39,7 @@ LIST_LIMIT_MAX = 200
 
 @dataclass(frozen=True)
 class Caller:
-    """Who acts on secrets: a signed-in user, or Llero itself (the CLI), which acts as an admin."""
+    """The actor on secrets: a signed-in user, or Llero itself (the CLI) with an admin's reach."""
 
     user_id: int | None
     is_admin: bool

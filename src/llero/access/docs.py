@@ -96,7 +96,8 @@ Every route names exactly one permission. A public permission needs no sign-in. 
 a signed-in user whose role grants it; with a personal API token, the token's scopes must grant
 it too. Tools and agents are also checked object by object: admins see and change all of
 them, other users see their own and those shared with them or with everyone, and change only
-their own. See [ownership.md](ownership.md).
+their own. See [ownership.md](ownership.md). The secret permissions act on the caller's own
+secrets only (admins: all), and a developer grants them only to agents they own.
 """
 
 

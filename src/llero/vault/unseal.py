@@ -6,8 +6,8 @@ envelopes. A vault with neither (no manifest and nothing stored yet) cannot be u
 HTTP. Any key would match there, so the first caller would choose the key that every later secret
 is sealed with. Its operator sets LLERO_MASTER_KEY or master.key and restarts instead.
 
-Failed attempts are throttled per process. A 256-bit key cannot be guessed at any rate; the limit
-keeps a caller from using the route to fill the log and the audit chain.
+Failed attempts are throttled per process. A 256-bit key cannot be guessed at any rate, so the
+limit is there to keep a caller from filling the log and the audit chain through this route.
 """
 
 import base64
@@ -52,7 +52,7 @@ class UnsealThrottle:
         self._lock = threading.Lock()
 
     def check(self) -> None:
-        """Raise UnsealThrottled while the window holds ``limit`` failures."""
+        """Raise UnsealThrottled while the window contains ``limit`` failures."""
         with self._lock:
             now = self._clock()
             while self._failures and self._failures[0] <= now - self._window:
