@@ -1,5 +1,5 @@
-"""resolve_for_agent: the only way a value leaves the vault, for a granted, runnable agent, for
-its purpose, before the secret expires; each use recorded and audited."""
+"""resolve_for_agent, the only way a value leaves the vault. It serves a granted, runnable agent,
+for its purpose, before the secret expires, and records and audits each use."""
 
 import json
 from datetime import UTC, datetime, timedelta

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
 from llero.audit.service import AuditFilter, query
 from llero.cli.main import cli
 from llero.config.keyfiles import MASTER_KEY
 from llero.storage.db import Database
 from llero.vault.keyring import load_keyring
+from llero.vault.models import StoredSecret
 from llero.vault.service import VaultService
 
 PLANTED = "sk-live-PLANTED-cli-1a2b3c4d5e6f7a8b9c0d"
@@ -30,10 +32,18 @@ def llero(environ: dict[str, str], *arguments: str, stdin: str = "") -> Result:
     return CliRunner().invoke(cli, list(arguments), env=environ, input=stdin)
 
 
-def _read(data_dir: Path, database: Database, secret_id: int) -> str:
-    return (
-        VaultService(database, load_keyring(data_dir / "keys")).read_plaintext(secret_id).reveal()
-    )
+def _printed(result: Result) -> list[str]:
+    """Return the command's own output lines, without log lines that a test-wide logging setup
+    may send to standard output too."""
+    return [line for line in result.stdout.splitlines() if "vault_" not in line]
+
+
+def _read(data_dir: Path, database: Database, name: str) -> str:
+    with database.reader() as session:
+        secret_id = session.scalar(select(StoredSecret.id).where(StoredSecret.name == name))
+    assert secret_id is not None
+    vault = VaultService(database, load_keyring(data_dir / "keys"))
+    return vault.read_plaintext(secret_id).reveal()
 
 
 def test_create_from_stdin_list_rotate_delete(
@@ -47,19 +57,22 @@ def test_create_from_stdin_list_rotate_delete(
     value_file.write_text(ROTATED + "\n")
     rotated = llero(environ, "secrets", "rotate", "openai-prod", "--value-file", str(value_file))
     listed = llero(environ, "secrets", "list")
-    after_rotation = _read(data_dir, database, 1)
+    after_rotation = _read(data_dir, database, "openai-prod")
     deleted = llero(environ, "secrets", "delete", "openai-prod")
     after_delete = llero(environ, "secrets", "list")
 
     assert created.exit_code == 0, created.output
-    assert created.stdout.startswith("created 1\topenai-prod\tprovider_api_key\tversion 1\t…")
+    (created_line,) = _printed(created)
+    secret_id = created_line.split()[1]
+    assert created_line.startswith(f"created {secret_id}\topenai-prod\tprovider_api_key\t")
+    assert "\tversion 1\t…" in created_line
     assert rotated.exit_code == 0, rotated.output
-    assert "version 2" in rotated.stdout
+    assert "version 2" in _printed(rotated)[0]
     assert after_rotation == ROTATED
-    assert listed.stdout.splitlines()[0].endswith(f"…{ROTATED[-4:]}\texpires never")
+    assert _printed(listed)[0].endswith(f"…{ROTATED[-4:]}\texpires never")
     assert deleted.exit_code == 0
-    assert deleted.stdout == "deleted secret 1\n"
-    assert after_delete.stdout == ""
+    assert _printed(deleted) == [f"deleted secret {secret_id}"]
+    assert _printed(after_delete) == []
     for result in (created, rotated, listed, deleted):
         assert PLANTED not in result.output
         assert ROTATED not in result.output
@@ -70,7 +83,7 @@ def test_stdin_newline_not_part_of_value(
 ) -> None:
     llero(environ, "secrets", "create", "hook", "--kind", "webhook_signing_key", stdin="abc\n")
 
-    assert _read(data_dir, database, 1) == "abc"
+    assert _read(data_dir, database, "hook") == "abc"
 
 
 def test_create_audited_as_cli(environ: dict[str, str], database: Database) -> None:

@@ -68,7 +68,7 @@ def test_deleted_secret_copies_unreadable_with_kek(
         assert session.scalars(select(SecretVersion)).all() == []
     for number, envelope in enumerate(copied, start=1):
         binding = value_binding(secret_id, number)
-        # The KEK still opens the outer layer, which holds no trace of the value.
+        # The KEK still opens the outer layer, which contains no trace of the value.
         inner = open_plaintext(keyring, envelope, binding).reveal()
         assert PLANTED.encode() not in inner
         assert ROTATED.encode() not in inner

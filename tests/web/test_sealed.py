@@ -1,5 +1,5 @@
-"""A server without its master key starts sealed: it says so in one log line, answers health,
-readiness and unseal only, and unseals with the right key alone, a few wrong tries at most."""
+"""A server without its master key starts sealed. It logs one line about it, serves only health,
+readiness and unseal, and unseals with the right key alone, after a few wrong tries at most."""
 
 import base64
 import json
@@ -10,6 +10,7 @@ import pytest
 import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from structlog.typing import EventDict
 
 from llero.audit.service import AuditFilter, query
@@ -19,7 +20,7 @@ from llero.crypto import Secret
 from llero.storage.db import Database
 from llero.vault.errors import CiphertextInvalid, InvalidReason, UnsealThrottled, VaultSealed
 from llero.vault.keyring import add_kek, load_keyring
-from llero.vault.models import SecretKind
+from llero.vault.models import SecretKind, StoredSecret
 from llero.vault.service import VaultService
 from llero.vault.unseal import UnsealThrottle
 from llero.web.app import create_app
@@ -43,7 +44,7 @@ def _store_secret(database: Database, settings: Settings) -> int:
 
 @pytest.fixture
 def master_key(settings: Settings, database: Database) -> str:
-    """The base64 master key of a vault that holds one secret; master.key itself is removed."""
+    """The base64 master key of a vault that contains one secret; master.key itself is removed."""
     _store_secret(database, settings)
     key = _master_key(settings)
     (settings.keys_dir / MASTER_KEY).unlink()
@@ -132,7 +133,10 @@ def test_unseal_with_key_opens_vault(
     assert sealed_client.get("/readyz").json() == {"status": "ok"}
     assert sealed_client.get("/api/secrets").status_code == 401
     vault: VaultService = sealed_app.state.vault
-    assert vault.read_plaintext(1).reveal() == PLANTED_VALUE
+    with database.reader() as session:
+        secret_id = session.scalar(select(StoredSecret.id))
+    assert secret_id is not None
+    assert vault.read_plaintext(secret_id).reveal() == PLANTED_VALUE
     with database.reader() as session:
         (record,) = query(session, AuditFilter(events=())).records[:1]
     assert record.event == "vault:unsealed"

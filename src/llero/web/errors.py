@@ -95,7 +95,7 @@ async def handle_domain_error(request: Request, error: Exception) -> JSONRespons
 
 
 def _ciphertext_invalid(request: Request, error: CiphertextInvalid) -> JSONResponse:
-    """Answer a stored ciphertext that does not open as an internal error with the request id.
+    """Return a 500 with only the request id for a stored ciphertext that does not open.
 
     Which check failed goes to the log only: it is a fault or tampering on the server side, and
     telling the client would help only someone who is changing the stored bytes.
