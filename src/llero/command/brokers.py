@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session
 from llero.academy.allowlist import egress_policy
 from llero.academy.budgets import BudgetExceeded, check_budget, record_refusal
 from llero.academy.providers import ModelPrice, endpoint_of, get_provider_by_name, model_price
+from llero.academy.resolution import resolve_for_agent
 from llero.academy.usage import record_usage
 from llero.audit.context import Actor, Origin
 from llero.barracks.models import Agent
@@ -13,10 +14,10 @@ from llero.command.providers.base import Usage
 from llero.config.settings import Settings
 from llero.crypto import Secret
 from llero.egress import EgressPolicy
-from llero.errors import Refused
 from llero.logs import get_logger
 from llero.storage.base import utc_now
 from llero.storage.db import Database
+from llero.vault.service import VaultService
 
 log = get_logger("llero.academy")
 
@@ -24,9 +25,10 @@ log = get_logger("llero.academy")
 class LiveAcademy:
     """Routes model calls by the agent's provider configuration, under the egress policy."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: Settings, database: Database, vault: VaultService) -> None:
         self._settings = settings
         self._database = database
+        self._vault = vault
         # The price of each provider's model when its last call was routed. A call is charged
         # at that price, even when an admin changes or removes the model while the call runs.
         self._prices: dict[tuple[str, str], ModelPrice] = {}
@@ -48,9 +50,16 @@ class LiveAcademy:
         session_ref: str,
         origin: Origin,
     ) -> Secret[str]:
-        # TODO: resolve through grants (academy.resolution) once they are on main; until then
-        # no key leaves the vault for a model call.
-        raise Refused("provider keys can be used only through grants, which are not set up yet")
+        # Only a grant to this agent for this purpose releases the key; each use is recorded.
+        return resolve_for_agent(
+            session,
+            self._vault,
+            agent_id=agent_id,
+            secret_id=secret_id,
+            purpose=purpose,
+            session_ref=session_ref,
+            origin=origin,
+        )
 
     def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> None:
         """Raise BudgetExceeded when a budget is used up, after recording the refusal.

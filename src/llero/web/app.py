@@ -102,9 +102,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(academy_router, prefix="/api")
     app.include_router(command_router, prefix="/api")
     app.include_router(compat_router)
-    app.state.command_engine = Engine(
-        app.state.database, app.state.keyring, LiveAcademy(settings, app.state.database)
-    )
+    academy = LiveAcademy(settings, app.state.database, app.state.vault)
+    app.state.command_engine = Engine(app.state.database, app.state.keyring, academy)
     app.include_router(audit_router, prefix="/api")
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
