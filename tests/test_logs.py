@@ -57,10 +57,13 @@ def _fail_with_key() -> None:
 def test_planted_secrets_never_reach_file(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Earlier tests in the same process may have disabled these loggers through logging.config.
+    # Earlier tests in the same process may have configured these loggers through logging.config
+    # (a test server started with uvicorn's own log config stops their propagation, say).
     for name in ("uvicorn.error", "sqlalchemy.pool"):
         monkeypatch.setattr(logging.getLogger(name), "disabled", False)
         monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
     path = tmp_path / "llero.log"
     _configure(settings, path)
     log = structlog.get_logger("llero.test")
