@@ -59,7 +59,7 @@ def test_planted_secrets_never_reach_file(
 ) -> None:
     # Earlier tests in the same process may have configured these loggers through logging.config
     # (a test server started with uvicorn's own log config stops their propagation, say).
-    for name in ("uvicorn.error", "sqlalchemy.pool"):
+    for name in ("uvicorn", "uvicorn.error", "sqlalchemy.pool"):
         monkeypatch.setattr(logging.getLogger(name), "disabled", False)
         monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
