@@ -16,10 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from llero.errors import KeyFileError
 
-# Files `llero init` creates under data/keys/. The vault's key-encryption key and the audit chain's
-# HMAC key are 256-bit random values; the token signing key is an Ed25519 private key.
+# Files `llero init` creates under data/keys/. The vault's key-encryption key, the audit chain's
+# HMAC key and the blind index key are 256-bit random values; the token signing key is an Ed25519
+# private key.
 MASTER_KEY = "master.key"
 AUDIT_KEY = "audit.key"
+# The HMAC key of blind indexes (llero.vault.fields), kept apart from the KEKs because rotating it
+# would mean recomputing every index.
+INDEX_KEY = "index.key"
 SIGNING_KEY = "signing-ed25519.pem"
 
 SYMMETRIC_KEY_BYTES = 32
@@ -102,7 +106,8 @@ def create_key_files(keys_dir: Path, *, master_key: bool = True) -> list[Path]:
     """
     make_private_dir(keys_dir)
     created = []
-    for name in (MASTER_KEY, AUDIT_KEY) if master_key else (AUDIT_KEY,):
+    names = (MASTER_KEY, AUDIT_KEY, INDEX_KEY) if master_key else (AUDIT_KEY, INDEX_KEY)
+    for name in names:
         path = keys_dir / name
         if not path.exists():
             write_private_file(path, base64.b64encode(secrets.token_bytes(SYMMETRIC_KEY_BYTES)))
@@ -134,4 +139,5 @@ def check_key_files(keys_dir: Path, *, master_key: bool = True) -> None:
     if master_key and (master_key_file.exists() or master_key_file.is_symlink()):
         read_symmetric_key(master_key_file)
     read_symmetric_key(keys_dir / AUDIT_KEY)
+    read_symmetric_key(keys_dir / INDEX_KEY)
     load_signing_key_ring(keys_dir)

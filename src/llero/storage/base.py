@@ -1,7 +1,9 @@
 """The declarative base and the data-classification registry for every stored column.
 
 Each column names its data class in ``info``; a test walks the metadata and fails on a column
-without one. Confidential and secret columns are to be encrypted by Llero before they are stored.
+without one. Each confidential or secret column also names how it is kept at rest: as an envelope
+that Llero encrypts before the value reaches the database (see llero.vault.fields), or as a hash
+that is never turned back into the value. A test fails on one that names neither.
 """
 
 from datetime import UTC, datetime
@@ -20,6 +22,15 @@ class DataClass(StrEnum):
     SECRET = "secret"  # noqa: S105 - the name of a data class, not a password
 
 
+class AtRest(StrEnum):
+    """How a confidential or secret column keeps its values at rest."""
+
+    # An envelope of llero.vault.envelope, opened only at the row and field it was sealed for.
+    ENVELOPE = "envelope"
+    # A one-way or keyed hash (token hashes, password hashes, blind indexes).
+    HASH = "hash"
+
+
 # Stable constraint names, so Alembic can alter them on SQLite and PostgreSQL alike.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -34,10 +45,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def classified(data_class: DataClass, *args: Any, **kwargs: Any) -> Any:
-    """Return ``mapped_column(*args, **kwargs)`` with its data class recorded."""
+def classified(
+    data_class: DataClass, *args: Any, at_rest: AtRest | None = None, **kwargs: Any
+) -> Any:
+    """Return ``mapped_column(*args, **kwargs)`` with its data class and ``at_rest`` recorded."""
     info = dict(kwargs.pop("info", {}))
     info["data_class"] = data_class
+    if at_rest is not None:
+        info["at_rest"] = at_rest
     return mapped_column(*args, info=info, **kwargs)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped
 
-from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
+from llero.storage.base import AtRest, Base, DataClass, UTCDateTime, classified, utc_now
 
 NAME_MAX = 64
 DESCRIPTION_MAX = 4096
@@ -81,7 +81,13 @@ class SecretVersion(Base):
         DataClass.INTERNAL, ForeignKey("secrets.id", ondelete="CASCADE"), index=True
     )
     version: Mapped[int] = classified(DataClass.INTERNAL, Integer)
-    envelope: Mapped[bytes | None] = classified(DataClass.SECRET, LargeBinary, nullable=True)
+    envelope: Mapped[bytes | None] = classified(
+        DataClass.SECRET,
+        LargeBinary,
+        nullable=True,
+        at_rest=AtRest.ENVELOPE,
+        info={"kek_id_column": "kek_id"},
+    )
     # The KEK that wraps the envelope's data key, copied out of the envelope so that rotation can
     # find the records that still need an old KEK with an index instead of reading every envelope.
     kek_id: Mapped[str | None] = classified(
@@ -127,7 +133,12 @@ class SecretKey(Base):
         DataClass.INTERNAL, ForeignKey("secrets.id", ondelete="CASCADE"), unique=True
     )
     # The key, sealed in an envelope like any value, so KEK rotation re-wraps it too.
-    envelope: Mapped[bytes] = classified(DataClass.SECRET, LargeBinary)
+    envelope: Mapped[bytes] = classified(
+        DataClass.SECRET,
+        LargeBinary,
+        at_rest=AtRest.ENVELOPE,
+        info={"kek_id_column": "kek_id"},
+    )
     kek_id: Mapped[str] = classified(DataClass.INTERNAL, String(KEK_ID_LENGTH), index=True)
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
 

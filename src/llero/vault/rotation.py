@@ -16,18 +16,31 @@ re-wrapped by someone else meanwhile is left as it is.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Column, Table, Update, bindparam, func, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    LargeBinary,
+    Table,
+    Update,
+    bindparam,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from llero.errors import Refused
 from llero.logs import get_logger
-from llero.storage.base import Base, utc_now
+from llero.storage.base import AtRest, utc_now
 from llero.storage.db import Database
+from llero.storage.registry import metadata
 from llero.vault.envelope import rewrap
-from llero.vault.keyring import Kek, Keyring, mark_retired, read_manifest
-from llero.vault.models import KekRotation, SecretKey, SecretVersion
+from llero.vault.keyring import KEK_ID_BYTES, Kek, Keyring, mark_retired, read_manifest
+from llero.vault.models import KekRotation
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -36,24 +49,63 @@ logger = get_logger(__name__)
 
 @dataclass(frozen=True)
 class EncryptedColumn:
-    """A column of envelopes, with the table's integer primary key and the column of KEK ids."""
+    """A column of envelopes in a table whose integer primary key is ``id``.
+
+    ``kek_id`` is a column holding a copy of each envelope's KEK id, where the table has one
+    (secret_versions, which may hold many rows, finds old envelopes with an index). Elsewhere the
+    KEK id is read from the envelope's own bytes in SQL, which needs no index but reads every row.
+    """
 
     table: Table
     id: Column[int]
     envelope: Column[bytes]
-    kek_id: Column[str]
+    kek_id: Column[str] | None
+
+    @property
+    def name(self) -> str:
+        """The name under which kek_rotations records this column's progress."""
+        # A table with a KEK id column keeps the plain table name it was recorded under first.
+        if self.kek_id is not None:
+            return self.table.name
+        return f"{self.table.name}.{self.envelope.name}"
+
+    def wrapped_by(self, kek_id: str) -> ColumnElement[bool]:
+        if self.kek_id is not None:
+            return self.kek_id == kek_id
+        return self._stored_kek_id() == literal(bytes.fromhex(kek_id), LargeBinary)
+
+    def wrapped_by_another(self, kek_id: str) -> ColumnElement[bool]:
+        if self.kek_id is not None:
+            return self.kek_id.is_not(None) & (self.kek_id != kek_id)
+        target = literal(bytes.fromhex(kek_id), LargeBinary)
+        return self.envelope.is_not(None) & (self._stored_kek_id() != target)
+
+    def kek_ids(self) -> ColumnElement[Any]:
+        """Return the SQL expression of each row's KEK id (text or envelope bytes)."""
+        return self.kek_id if self.kek_id is not None else self._stored_kek_id()
+
+    def _stored_kek_id(self) -> ColumnElement[bytes]:
+        # Bytes 1 to 8 of a format 1 envelope (see envelope.py); SQL counts from 1.
+        return func.substr(self.envelope, 2, KEK_ID_BYTES, type_=LargeBinary)
 
 
-def _encrypted_column(table: Table) -> EncryptedColumn:
-    return EncryptedColumn(table, table.c.id, table.c.envelope, table.c.kek_id)
+def _encrypted_columns() -> tuple[EncryptedColumn, ...]:
+    """Return every column whose data class says it stores envelopes, in a stable order."""
+    found = []
+    for table in metadata.sorted_tables:
+        for column in table.columns:
+            if column.info.get("at_rest") is not AtRest.ENVELOPE:
+                continue
+            kek_column = column.info.get("kek_id_column")
+            kek_id = None if kek_column is None else table.c[kek_column]
+            found.append(EncryptedColumn(table, table.c.id, column, kek_id))
+    return tuple(found)
 
 
-# Every table that stores envelopes. A domain that adds one lists it here, or rotation leaves its
-# data keys under the old KEK and retire_kek refuses to retire that KEK.
-ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
-    _encrypted_column(Base.metadata.tables[SecretVersion.__tablename__]),
-    _encrypted_column(Base.metadata.tables[SecretKey.__tablename__]),
-)
+# Every column that stores envelopes: the secrets' values and the sealed fields of other tables.
+# A column is found by its ``at_rest`` mark, so rotation re-wraps every envelope that a model
+# declares, and retire_kek refuses while any of them still needs the old KEK.
+ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = _encrypted_columns()
 
 
 @dataclass(frozen=True)
@@ -119,11 +171,28 @@ def records_needing(database: Database, kek_id: str) -> int:
     with database.reader() as session:
         return sum(
             session.scalar(
-                select(func.count()).select_from(column.table).where(column.kek_id == kek_id)
+                select(func.count()).select_from(column.table).where(column.wrapped_by(kek_id))
             )
             or 0
             for column in ENCRYPTED_COLUMNS
         )
+
+
+def envelopes_by_kek(database: Database) -> dict[str, dict[str, int]]:
+    """Return, for each encrypted column by name, how many envelopes each KEK id wraps."""
+    usage: dict[str, dict[str, int]] = {}
+    with database.reader() as session:
+        for column in ENCRYPTED_COLUMNS:
+            kek_ids = column.kek_ids()
+            rows = session.execute(
+                select(kek_ids, func.count()).where(column.envelope.is_not(None)).group_by(kek_ids)
+            ).all()
+            usage[column.name] = {_kek_id_text(kek_id): count for kek_id, count in rows}
+    return usage
+
+
+def _kek_id_text(value: object) -> str:
+    return bytes(value).hex() if isinstance(value, bytes | memoryview) else str(value)
 
 
 def retire_kek(
@@ -154,12 +223,8 @@ def _rotate_batch(
     with database.transaction() as session:
         progress = _progress(session, column, target)
         rows = session.execute(
-            select(column.id, column.envelope, column.kek_id)
-            .where(
-                column.id > progress.cursor,
-                column.kek_id.is_not(None),
-                column.kek_id != target.id,
-            )
+            select(column.id, column.envelope, column.kek_ids())
+            .where(column.id > progress.cursor, column.wrapped_by_another(target.id))
             .order_by(column.id)
             .limit(batch_size)
         ).all()
@@ -167,18 +232,25 @@ def _rotate_batch(
             progress.finished_at = utc_now()
             return 0
         changes = [
-            _rewrapped(keyring, row_id, envelope, kek_id, target)
+            _rewrapped(keyring, column, (row_id, envelope, kek_id), target)
             for row_id, envelope, kek_id in rows
         ]
         session.execute(_compare_and_set(column), changes)
-        progress.cursor = rows[-1].id
+        progress.cursor = rows[-1][0]
         progress.rewrapped += len(rows)
         progress.updated_at = utc_now()
-    logger.debug("vault_rotation_batch", table=column.table.name, cursor=rows[-1].id)
+    logger.debug("vault_rotation_batch", column=column.name, cursor=rows[-1][0])
     return len(rows)
 
 
 def _compare_and_set(column: EncryptedColumn) -> Update:
+    """Return an UPDATE that replaces an envelope only if the row still holds the one read."""
+    if column.kek_id is None:
+        return (
+            update(column.table)
+            .where(column.id == bindparam("row_id"), column.envelope == bindparam("old_envelope"))
+            .values({column.envelope: bindparam("new_envelope")})
+        )
     return (
         update(column.table)
         .where(column.id == bindparam("row_id"), column.kek_id == bindparam("old_kek_id"))
@@ -187,12 +259,19 @@ def _compare_and_set(column: EncryptedColumn) -> Update:
 
 
 def _rewrapped(
-    keyring: Keyring, row_id: int, envelope: bytes, kek_id: str, target: Kek
+    keyring: Keyring,
+    column: EncryptedColumn,
+    row: tuple[int, bytes, object],
+    target: Kek,
 ) -> dict[str, object]:
+    row_id, envelope, kek_id = row
+    new_envelope = rewrap(keyring, envelope, target)
+    if column.kek_id is None:
+        return {"row_id": row_id, "old_envelope": envelope, "new_envelope": new_envelope}
     return {
         "row_id": row_id,
         "old_kek_id": kek_id,
-        "new_envelope": rewrap(keyring, envelope, target),
+        "new_envelope": new_envelope,
         "new_kek": target.id,
     }
 
@@ -202,11 +281,11 @@ def _progress(session: Session, column: EncryptedColumn, target: Kek) -> KekRota
     supports it (PostgreSQL; SQLite lets one writer in at a time anyway)."""
     progress = session.scalars(
         select(KekRotation)
-        .where(KekRotation.table_name == column.table.name, KekRotation.target_kek_id == target.id)
+        .where(KekRotation.table_name == column.name, KekRotation.target_kek_id == target.id)
         .with_for_update()
     ).one_or_none()
     if progress is None:
-        progress = KekRotation(table_name=column.table.name, target_kek_id=target.id, cursor=0)
+        progress = KekRotation(table_name=column.name, target_kek_id=target.id, cursor=0)
         session.add(progress)
         session.flush()
     return progress
