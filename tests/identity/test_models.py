@@ -20,8 +20,8 @@ IDENTITY_TABLES = {
 
 SECRET_COLUMNS = {
     "users.password_hash",
-    "users.totp_seed",
-    "users.totp_pending_seed",
+    "users.totp_seed_envelope",
+    "users.totp_pending_seed_envelope",
     "refresh_tokens.token_hash",
     "api_tokens.token_hash",
     "one_time_tokens.token_hash",
@@ -49,9 +49,10 @@ def test_identity_secret_columns_classified_secret() -> None:
 
 def test_identity_personal_columns_confidential() -> None:
     assert _classified(DataClass.CONFIDENTIAL) == {
-        "users.email",
+        "users.email_envelope",
         "users.email_key",
-        "auth_sessions.client_address",
+        "auth_sessions.client_address_envelope",
+        "auth_sessions.user_agent_envelope",
     }
 
 

@@ -27,7 +27,8 @@ from llero.storage import migrate
 from llero.storage.db import Database
 from llero.vault.backends import build_key_service
 from llero.vault.errors import BackendUnavailable
-from llero.vault.kek_sources import create_wrapped_master_key
+from llero.vault.fields import attach_field_keys, load_field_keys
+from llero.vault.kek_sources import create_wrapped_master_key, load_vault_keyring
 from llero.web.app import create_app
 
 
@@ -97,9 +98,10 @@ def init(context: click.Context, admin_email: str | None) -> None:
     if not file_kek:
         created += _wrapped_master_key(settings)
     check_key_files(settings.keys_dir, master_key=file_kek)
+    field_keys = load_field_keys(settings.keys_dir, load_vault_keyring(settings))
     database = Database(settings.resolved_database_url)
     try:
-        migrate.upgrade(database.engine)
+        migrate.upgrade(database.engine, field_keys=field_keys)
     finally:
         database.dispose()
     for path in created:
@@ -125,6 +127,8 @@ def _first_admin(settings: Settings, email: str | None) -> None:
     """Create the first admin when asked and none exists; otherwise say what to do."""
     ensure_logging(settings)
     database = Database(settings.resolved_database_url)
+    keyring = load_vault_keyring(settings, database)
+    attach_field_keys(database.sessions, load_field_keys(settings.keys_dir, keyring))
     try:
         with database.transaction() as session:
             if service.admin_exists(session):
@@ -143,12 +147,17 @@ def _first_admin(settings: Settings, email: str | None) -> None:
 @cli.command(name="migrate")
 @click.pass_context
 def migrate_command(context: click.Context) -> None:
-    """Apply every pending database migration to LLERO_DATABASE_URL."""
+    """Apply every pending database migration to LLERO_DATABASE_URL.
+
+    Reads the key files under LLERO_DATA_DIR/keys, because a migration may seal values that an
+    earlier version stored in plain text.
+    """
     settings = settings_from(context)
     database = Database(settings.resolved_database_url)
     try:
         before = migrate.current_revision(database.engine)
-        migrate.upgrade(database.engine)
+        field_keys = load_field_keys(settings.keys_dir, load_vault_keyring(settings))
+        migrate.upgrade(database.engine, field_keys=field_keys)
         after = migrate.current_revision(database.engine)
     finally:
         database.dispose()

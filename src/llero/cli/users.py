@@ -20,6 +20,8 @@ from llero.logs import ensure_logging
 from llero.storage import migrate
 from llero.storage.base import utc_now
 from llero.storage.db import Database
+from llero.vault.fields import attach_field_keys, load_field_keys
+from llero.vault.kek_sources import load_vault_keyring
 
 NEEDS = (
     "Needs a data directory set up by `llero init` (LLERO_DATA_DIR, or LLERO_DATABASE_URL for "
@@ -47,6 +49,8 @@ def _fail(message: str) -> NoReturn:
 def _transaction(settings: Settings) -> Iterator[Session]:
     """Yield a session on a migrated database; commit on success, roll back on any error."""
     database = Database(settings.resolved_database_url)
+    keyring = load_vault_keyring(settings, database)
+    attach_field_keys(database.sessions, load_field_keys(settings.keys_dir, keyring))
     try:
         if migrate.current_revision(database.engine) != migrate.head_revision():
             _fail(

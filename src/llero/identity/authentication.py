@@ -80,7 +80,7 @@ ACCOUNT_QUERY = select(
     User.role,
     User.status,
     User.not_before,
-    User.totp_seed.is_not(None).label("mfa_enabled"),
+    User.totp_seed_envelope.is_not(None).label("mfa_enabled"),
 ).where(User.id == bindparam("user_id"))
 
 

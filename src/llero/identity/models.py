@@ -1,12 +1,11 @@
 """Stored users, sign-in sessions and the tokens and codes that authenticate them.
 
-Tokens, codes and passwords are stored only as hashes, except the TOTP seed, which must be read
-back to check a code. A sign-in session is one refresh-token family: every rotation adds a token
-to the same session, and revoking the session ends every token in it.
+Tokens, codes and passwords are stored only as hashes. The TOTP seeds, which must be read back to
+check a code, the email address and the client of a sign-in session are sealed fields
+(llero.vault.fields): each is an envelope that opens only at its own row and field. A sign-in
+session is one refresh-token family: every rotation adds a token to the same session, and
+revoking the session ends every token in it.
 """
-
-# TODO: email, email_key, client_address and the TOTP seeds are stored in plaintext until the
-# vault encrypts confidential and secret columns at rest. email_key then becomes a keyed hash.
 
 from datetime import datetime
 from enum import StrEnum
@@ -14,11 +13,15 @@ from enum import StrEnum
 from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, relationship
 
-from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
+from llero.storage.base import AtRest, Base, DataClass, UTCDateTime, classified, utc_now
+from llero.vault.fields import SealedText, sealed_column
 
 # RFC 5321 limits an address to 254 octets. The typed form may be longer before normalisation
-# folds it, so its column allows 320 characters.
+# folds it, so up to 320 characters are accepted.
 EMAIL_MAX = 320
+# users.email_key holds a blind index of 64 hex digits in the column that held the normalised
+# address before. Narrowing it would make SQLite copy the users table, and dropping the old copy
+# would cascade to every row that references a user.
 EMAIL_KEY_MAX = 254
 DISPLAY_NAME_MAX = 128
 USER_AGENT_MAX = 256
@@ -29,8 +32,6 @@ TOKEN_NAME_MAX = 64
 HASH_HEX_LENGTH = 64
 # A PHC argon2id string at Llero's parameters is about 100 characters; bcrypt is 60.
 PASSWORD_HASH_MAX = 256
-# Base32 of 20 random bytes is 32 characters.
-TOTP_SEED_MAX = 64
 
 
 class UserStatus(StrEnum):
@@ -68,25 +69,24 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
-    # As the user typed it, for display and for mail.
-    email: Mapped[str] = classified(DataClass.CONFIDENTIAL, String(EMAIL_MAX))
-    # identity.emails.normalize_email of the address; one account per mailbox.
-    email_key: Mapped[str] = classified(DataClass.CONFIDENTIAL, String(EMAIL_KEY_MAX), unique=True)
+    # The address as the user typed it, for display and for mail; see ``email``.
+    email_envelope: Mapped[bytes | None] = sealed_column(DataClass.CONFIDENTIAL)
+    # The blind index of identity.emails.normalize_email of the address, so that sign-in finds
+    # the account and one mailbox holds one account (see identity.queries.email_key_of).
+    email_key: Mapped[str] = classified(
+        DataClass.CONFIDENTIAL, String(EMAIL_KEY_MAX), unique=True, at_rest=AtRest.HASH
+    )
     display_name: Mapped[str] = classified(DataClass.INTERNAL, String(DISPLAY_NAME_MAX), default="")
     # An access.roles.Role value.
     role: Mapped[str] = classified(DataClass.INTERNAL, String(16))
     status: Mapped[str] = classified(DataClass.INTERNAL, String(16), default=UserStatus.PENDING)
     # None until the user sets a password through an enrollment code.
     password_hash: Mapped[str | None] = classified(
-        DataClass.SECRET, String(PASSWORD_HASH_MAX), nullable=True
+        DataClass.SECRET, String(PASSWORD_HASH_MAX), nullable=True, at_rest=AtRest.HASH
     )
-    totp_seed: Mapped[str | None] = classified(
-        DataClass.SECRET, String(TOTP_SEED_MAX), nullable=True
-    )
+    totp_seed_envelope: Mapped[bytes | None] = sealed_column(DataClass.SECRET)
     # A seed shown to the user but not yet confirmed with a first code.
-    totp_pending_seed: Mapped[str | None] = classified(
-        DataClass.SECRET, String(TOTP_SEED_MAX), nullable=True
-    )
+    totp_pending_seed_envelope: Mapped[bytes | None] = sealed_column(DataClass.SECRET)
     # The TOTP time step of the last accepted code; a code of this step or earlier is refused.
     totp_last_step: Mapped[int | None] = classified(DataClass.INTERNAL, Integer, nullable=True)
     mfa_enabled_at: Mapped[datetime | None] = classified(
@@ -100,9 +100,14 @@ class User(Base):
         DataClass.INTERNAL, UTCDateTime, nullable=True
     )
 
+    # Set right after the row is first flushed, because the envelope is sealed to the row's id.
+    email = SealedText[str]("email_envelope")
+    totp_seed = SealedText[str | None]("totp_seed_envelope")
+    totp_pending_seed = SealedText[str | None]("totp_pending_seed_envelope")
+
     @property
     def mfa_enabled(self) -> bool:
-        return self.totp_seed is not None
+        return self.totp_seed_envelope is not None
 
 
 class AuthSession(Base):
@@ -114,10 +119,9 @@ class AuthSession(Base):
     user_id: Mapped[int] = classified(
         DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    user_agent: Mapped[str] = classified(DataClass.INTERNAL, String(USER_AGENT_MAX), default="")
-    client_address: Mapped[str] = classified(
-        DataClass.CONFIDENTIAL, String(CLIENT_ADDRESS_MAX), default=""
-    )
+    # Together they tell a user's devices apart, and they track a person, so both are sealed.
+    user_agent_envelope: Mapped[bytes | None] = sealed_column(DataClass.CONFIDENTIAL)
+    client_address_envelope: Mapped[bytes | None] = sealed_column(DataClass.CONFIDENTIAL)
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
     last_used_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
     idle_expires_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime)
@@ -127,6 +131,9 @@ class AuthSession(Base):
 
     user: Mapped[User] = relationship(lazy="joined")
 
+    user_agent = SealedText[str]("user_agent_envelope")
+    client_address = SealedText[str]("client_address_envelope")
+
 
 class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
@@ -135,7 +142,9 @@ class RefreshToken(Base):
     session_id: Mapped[int] = classified(
         DataClass.INTERNAL, ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
     )
-    token_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True)
+    token_hash: Mapped[str] = classified(
+        DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True, at_rest=AtRest.HASH
+    )
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
     # Set when the token is exchanged; presenting it again revokes its whole session.
     used_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
@@ -153,7 +162,9 @@ class ApiToken(Base):
         DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = classified(DataClass.INTERNAL, String(TOKEN_NAME_MAX))
-    token_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True)
+    token_hash: Mapped[str] = classified(
+        DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True, at_rest=AtRest.HASH
+    )
     # The first characters of the token, so its owner can tell tokens apart; they carry about
     # 24 of the token's 256 random bits.
     prefix: Mapped[str] = classified(DataClass.INTERNAL, String(16))
@@ -179,7 +190,9 @@ class OneTimeToken(Base):
         DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     purpose: Mapped[str] = classified(DataClass.INTERNAL, String(32))
-    token_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True)
+    token_hash: Mapped[str] = classified(
+        DataClass.SECRET, String(HASH_HEX_LENGTH), unique=True, at_rest=AtRest.HASH
+    )
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
     expires_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime)
     used_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
@@ -196,7 +209,9 @@ class RecoveryCode(Base):
     user_id: Mapped[int] = classified(
         DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    code_hash: Mapped[str] = classified(DataClass.SECRET, String(HASH_HEX_LENGTH))
+    code_hash: Mapped[str] = classified(
+        DataClass.SECRET, String(HASH_HEX_LENGTH), at_rest=AtRest.HASH
+    )
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)
     used_at: Mapped[datetime | None] = classified(DataClass.INTERNAL, UTCDateTime, nullable=True)
 

@@ -28,7 +28,6 @@ from llero.identity.context import (
     MFA_CHALLENGE_LIFETIME,
     IdentityContext,
 )
-from llero.identity.emails import EmailRejected, normalize_email
 from llero.identity.errors import AuthenticationFailed
 from llero.identity.mfa import (
     TotpEnrollment,
@@ -39,7 +38,6 @@ from llero.identity.mfa import (
 )
 from llero.identity.models import (
     DISPLAY_NAME_MAX,
-    EMAIL_MAX,
     OneTimePurpose,
     OneTimeToken,
     RecoveryCode,
@@ -55,10 +53,12 @@ from llero.identity.passwords import (
     verify_password_without_account_async,
 )
 from llero.identity.policy import require_valid_password
-from llero.identity.queries import changed_rows
+from llero.identity.queries import changed_rows, email_key_of, user_by_email
 from llero.identity.sessions import ClientInfo, IssuedTokens, revoke_all_sessions, start_session
 from llero.identity.tokens import InvalidToken
 from llero.storage.db import Database
+from llero.vault.errors import VaultSealed
+from llero.vault.fields import field_keys_of
 
 log = structlog.get_logger("llero.identity")
 
@@ -105,14 +105,16 @@ class _Credentials:
 def create_user(
     session: Session, *, email: str, display_name: str, role: Role, now: datetime
 ) -> User:
-    """Create a pending user; raise InvalidInput for a bad field and Conflict for a taken email."""
-    email_key = _email_key(email)
+    """Create a pending user; raise InvalidInput for a bad field and Conflict for a taken email.
+
+    Raises VaultSealed when no KEK is loaded, because the address is stored sealed.
+    """
+    email_key = email_key_of(session, email)
     name = _checked_display_name(display_name)
     if session.scalar(select(User.id).where(User.email_key == email_key)) is not None:
         raise Conflict("a user with this email address already exists")
 
     user = User(
-        email=email,
         email_key=email_key,
         display_name=name,
         role=Role(role),
@@ -125,6 +127,8 @@ def create_user(
         session.flush()
     except IntegrityError:
         raise Conflict("a user with this email address already exists") from None
+    # The envelope is sealed to the new row's id, which the flush has just assigned.
+    user.email = email
     log.info("user:created", user_id=user.id, role=user.role)
     return user
 
@@ -166,7 +170,7 @@ def create_admin(
 
     Raises Conflict when the email belongs to any other account.
     """
-    existing = session.scalar(select(User).where(User.email_key == _email_key(email)))
+    existing = user_by_email(session, email)
     if existing is None:
         existing = create_user(
             session, email=email, display_name=display_name, role=Role.ADMIN, now=now
@@ -193,7 +197,7 @@ def get_user(session: Session, user_id: int) -> User:
 
 def find_user_by_email(session: Session, email: str) -> User:
     """Return the user with this email address; raise NotFound when there is none."""
-    user = session.scalar(select(User).where(User.email_key == _email_key(email)))
+    user = user_by_email(session, email)
     if user is None:
         raise NotFound("no user has this email address")
     return user
@@ -314,7 +318,7 @@ async def sign_in(
 
     Raises AuthenticationFailed with the same message for an unknown email, a wrong password and
     an account that is not active. Each of those costs one argon2id verification, so the time
-    taken does not tell them apart either.
+    taken does not tell them apart either. Raises VaultSealed when no KEK is loaded.
     """
     # TODO: sign-in throttling hooks in here. It counts failures per account and per client
     # address in login_throttles and rejects an attempt before the password check once a limit
@@ -366,12 +370,21 @@ def complete_mfa_sign_in(
 
 
 def _find_credentials(database: Database, email: str) -> _Credentials | None:
-    try:
-        email_key = normalize_email(email)
-    except EmailRejected:
-        # A malformed address cannot belong to an account, so it is rejected like an unknown one.
-        return None
+    """Return the credentials of the account with ``email``; raise VaultSealed without a KEK.
+
+    A sealed vault fails every sign-in before the password check: the new session's client
+    details could not be sealed, nor the account's address read, so checking the password would
+    only cost time.
+    """
     with database.reader() as session:
+        if field_keys_of(session).keyring.sealed:
+            raise VaultSealed()
+        try:
+            email_key = email_key_of(session, email)
+        except InvalidInput:
+            # A malformed address cannot belong to an account, so it is rejected like an unknown
+            # one.
+            return None
         row = session.execute(
             select(User.id, User.password_hash, User.status).where(User.email_key == email_key)
         ).first()
@@ -562,15 +575,6 @@ def _replace_recovery_codes(session: Session, user: User, now: datetime) -> list
 
 
 # --- Helpers -----------------------------------------------------------------------------------
-
-
-def _email_key(email: str) -> str:
-    if len(email) > EMAIL_MAX:
-        raise InvalidInput(
-            f"email is longer than {EMAIL_MAX} characters",
-            details=[Violation("email", f"is longer than {EMAIL_MAX} characters")],
-        )
-    return normalize_email(email)
 
 
 def _checked_display_name(display_name: str) -> str:

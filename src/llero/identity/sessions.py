@@ -81,8 +81,6 @@ def start_session(
     absolute_expires_at = now + context.limits.absolute
     auth_session = AuthSession(
         user_id=user.id,
-        user_agent=client.user_agent,
-        client_address=client.address,
         created_at=now,
         last_used_at=now,
         idle_expires_at=min(now + context.limits.idle, absolute_expires_at),
@@ -90,6 +88,9 @@ def start_session(
     )
     session.add(auth_session)
     session.flush()
+    # Both are sealed to the new row's id, which the flush has just assigned.
+    auth_session.user_agent = client.user_agent
+    auth_session.client_address = client.address
     log.info("session:started", user_id=user.id, session_id=auth_session.id)
     return _issue_tokens(session, context, user, auth_session, now)
 

@@ -1,7 +1,7 @@
 """Apply and check Alembic migrations from inside the package, without an alembic.ini."""
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -11,6 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from llero.storage.registry import metadata
+
+if TYPE_CHECKING:
+    from llero.vault.fields import FieldKeys
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -22,12 +25,28 @@ def _config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply every migration up to ``revision``."""
+def upgrade(
+    engine: Engine, revision: str = "head", *, field_keys: "FieldKeys | None" = None
+) -> None:
+    """Apply every migration up to ``revision``.
+
+    ``field_keys`` (llero.vault.fields.FieldKeys) lets a migration seal values that earlier
+    versions stored in plain text. A migration that finds such values without them raises.
+    """
     config = _config(engine)
+    config.attributes["field_keys"] = field_keys
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str, *, field_keys: "FieldKeys | None" = None) -> None:
+    """Undo every migration after ``revision``; ``field_keys`` as for ``upgrade``."""
+    config = _config(engine)
+    config.attributes["field_keys"] = field_keys
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
 
 
 def current_revision(engine: Engine) -> str | None:

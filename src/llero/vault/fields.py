@@ -23,7 +23,6 @@ from typing import Any, Generic, TypeVar, overload
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import SecretStr
 from sqlalchemy import LargeBinary, event
 from sqlalchemy.orm import (
     InstrumentedAttribute,
@@ -37,7 +36,7 @@ from llero.config.keyfiles import INDEX_KEY, SYMMETRIC_KEY_BYTES, read_symmetric
 from llero.crypto import Secret, keyed_hash
 from llero.storage.base import AtRest, Base, DataClass, classified
 from llero.vault.envelope import Binding, open_plaintext, seal_plaintext
-from llero.vault.keyring import Keyring, load_keyring
+from llero.vault.keyring import Keyring
 
 # The binding version of every sealed field. A field holds one value at a time, so the version
 # only marks the binding's format; a value written again gets a new data key, not a new version.
@@ -79,13 +78,13 @@ class FieldKeys:
         return keyed_hash(derive.derive(self.index_key.reveal()), normalized)
 
 
-def load_field_keys(keys_dir: Path, master_key: SecretStr | None = None) -> FieldKeys:
-    """Load the keyring and data/keys/index.key; raise KeyFileError for an unusable key file.
+def load_field_keys(keys_dir: Path, keyring: Keyring) -> FieldKeys:
+    """Pair ``keyring`` with data/keys/index.key; raise KeyFileError for an unusable index key.
 
-    The keyring is sealed when no KEK is found; the index key is always required.
+    The keyring may be sealed; the index key is always required.
     """
     index_key = read_symmetric_key(keys_dir / INDEX_KEY).material
-    return FieldKeys(load_keyring(keys_dir, master_key), Secret(index_key))
+    return FieldKeys(keyring, Secret(index_key))
 
 
 def attach_field_keys(factory: sessionmaker[Session], keys: FieldKeys) -> None:

@@ -25,6 +25,7 @@ from llero.identity.routes import mount as mount_identity
 from llero.logs import ensure_logging, get_logger
 from llero.storage.db import Database
 from llero.vault.backends import build_value_store
+from llero.vault.fields import attach_field_keys, load_field_keys
 from llero.vault.kek_sources import load_vault_keyring
 from llero.vault.routes import router as vault_router
 from llero.vault.service import VaultService
@@ -71,6 +72,11 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     # The vault's key-encryption keys. Without a master key, or when the external key service
     # fails, the keyring is sealed: nothing that needs encryption works until it is unsealed.
     app.state.keyring = load_vault_keyring(settings, app.state.database)
+    # Every session gets the keyring, with the blind index key, to seal and open confidential
+    # fields.
+    attach_field_keys(
+        app.state.database.sessions, load_field_keys(settings.keys_dir, app.state.keyring)
+    )
     # Where secret values live (LLERO_VAULT_BACKEND). Routes use app.state.vault, so every
     # secret goes to the one configured store.
     app.state.value_store = build_value_store(settings, app.state.keyring)

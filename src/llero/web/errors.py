@@ -52,6 +52,7 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     MailUnavailable: 503,
     RateLimited: 429,
     UnsealThrottled: 429,
+    # The server runs but cannot encrypt or decrypt until a key-encryption key is loaded.
     VaultSealed: 503,
 }
 
