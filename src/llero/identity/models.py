@@ -19,7 +19,7 @@ from llero.vault.fields import SealedText, sealed_column
 # RFC 5321 limits an address to 254 octets. The typed form may be longer before normalisation
 # folds it, so up to 320 characters are accepted.
 EMAIL_MAX = 320
-# users.email_key holds a blind index of 64 hex digits in the column that held the normalised
+# users.email_key stores a blind index of 64 hex digits in the column that stored the normalised
 # address before. Narrowing it would make SQLite copy the users table, and dropping the old copy
 # would cascade to every row that references a user.
 EMAIL_KEY_MAX = 254
@@ -72,7 +72,7 @@ class User(Base):
     # The address as the user typed it, for display and for mail; see ``email``.
     email_envelope: Mapped[bytes | None] = sealed_column(DataClass.CONFIDENTIAL)
     # The blind index of identity.emails.normalize_email of the address, so that sign-in finds
-    # the account and one mailbox holds one account (see identity.queries.email_key_of).
+    # the account and one mailbox has at most one account (see identity.queries.email_key_of).
     email_key: Mapped[str] = classified(
         DataClass.CONFIDENTIAL, String(EMAIL_KEY_MAX), unique=True, at_rest=AtRest.HASH
     )

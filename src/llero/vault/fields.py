@@ -38,11 +38,11 @@ from llero.storage.base import AtRest, Base, DataClass, classified
 from llero.vault.envelope import Binding, open_plaintext, seal_plaintext
 from llero.vault.keyring import Keyring
 
-# The binding version of every sealed field. A field holds one value at a time, so the version
+# The binding version of every sealed field. A field has one value at a time, so the version
 # only marks the binding's format; a value written again gets a new data key, not a new version.
 FIELD_VERSION = 1
 
-# The key under which a session's ``info`` holds the FieldKeys.
+# The entry of a session's ``info`` that contains the FieldKeys.
 SESSION_INFO_KEY = "llero.vault.field_keys"
 # The attribute under which a loaded object keeps the FieldKeys of the session that loaded it.
 _OBJECT_KEYS = "_llero_field_keys"
@@ -180,13 +180,13 @@ def _keys_of(instance: object) -> FieldKeys:
         keys = field_keys_of(session)
         instance.__dict__[_OBJECT_KEYS] = keys
         return keys
-    kept = instance.__dict__.get(_OBJECT_KEYS)
-    if not isinstance(kept, FieldKeys):
+    remembered = instance.__dict__.get(_OBJECT_KEYS)
+    if not isinstance(remembered, FieldKeys):
         raise FieldKeysMissing(
             "this object was never in a database session with field keys, so its sealed "
             "fields cannot be read"
         )
-    return kept
+    return remembered
 
 
 @event.listens_for(Base, "load", propagate=True)
