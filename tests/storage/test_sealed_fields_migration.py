@@ -1,4 +1,4 @@
-"""Migration 0006 seals the email addresses, TOTP seeds and session clients that earlier versions
+"""Migration 0008 seals the email addresses, TOTP seeds and session clients that earlier versions
 stored in clear, and refuses to run without the keys when there is a row to convert."""
 
 from collections.abc import Iterator
@@ -17,7 +17,7 @@ from llero.vault.fields import FieldKeys, attach_field_keys, load_field_keys
 from llero.vault.keyring import Keyring, load_keyring
 from tests.conftest import POSTGRES_URL, _create_postgres_database, _drop_postgres_database
 
-BEFORE = "0005"
+BEFORE = "0007"
 ADDRESS = "Grace.Hopper@Example.COM"
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 USER_AGENT = "Mozilla/5.0 (migration test)"

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped
 # The tables these models reference by name must be in the metadata before any of them is used.
 from llero.barracks import models as _barracks_models  # noqa: F401
 from llero.identity import models as _identity_models  # noqa: F401
-from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
+from llero.storage.base import AtRest, Base, DataClass, UTCDateTime, classified, utc_now
 from llero.vault import models as _vault_models  # noqa: F401
 
 TITLE_MAX = 200
@@ -79,5 +79,7 @@ class ChatMessage(Base):
     )
     position: Mapped[int] = classified(DataClass.INTERNAL, Integer)
     role: Mapped[str] = classified(DataClass.INTERNAL, String(16))
-    body_envelope: Mapped[bytes] = classified(DataClass.CONFIDENTIAL, LargeBinary)
+    body_envelope: Mapped[bytes] = classified(
+        DataClass.CONFIDENTIAL, LargeBinary, at_rest=AtRest.ENVELOPE
+    )
     created_at: Mapped[datetime] = classified(DataClass.INTERNAL, UTCDateTime, default=utc_now)

@@ -5,8 +5,8 @@ normalised address to its blind index. Rows that exist are converted in place, w
 field keys (``llero init`` and ``llero migrate`` pass them). Without them, or with a sealed
 keyring, the migration stops before it changes anything if there is a row to convert.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04 23:20:00.000000
 """
 
@@ -20,8 +20,8 @@ from llero.identity.emails import normalize_email
 from llero.vault.envelope import Binding, open_plaintext, seal_plaintext
 from llero.vault.fields import FIELD_VERSION, FieldKeys
 
-revision = "0006"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -93,12 +93,12 @@ def _usable_keys() -> FieldKeys:
     keys: FieldKeys | None = context.config.attributes.get("field_keys")
     if keys is None:
         raise RuntimeError(
-            "migration 0006 seals stored email addresses, TOTP seeds and session clients, and "
+            "migration 0008 seals stored email addresses, TOTP seeds and session clients, and "
             "needs the key files for it; run `llero migrate`, which loads them"
         )
     if keys.keyring.sealed:
         raise RuntimeError(
-            "migration 0006 seals stored values but no key-encryption key is loaded; provide "
+            "migration 0008 seals stored values but no key-encryption key is loaded; provide "
             "data/keys/master.key or LLERO_MASTER_KEY and run `llero migrate` again"
         )
     return keys
