@@ -1,5 +1,6 @@
 """Helpers for the identity tests: a password hashed once, a clock the test moves, TOTP codes."""
 
+import dataclasses
 import functools
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from llero.identity.context import IdentityContext
 from llero.identity.models import User
 from llero.identity.passwords import hash_password
+from llero.identity.throttle import ThrottleLimits
 from llero.storage.db import Database
 
 PASSWORD = "plum kettle orbit lantern harbour"
@@ -42,6 +44,12 @@ def freeze_clock(app: FastAPI) -> FrozenClock:
     context: IdentityContext = app.state.identity
     context.clock = clock
     return clock
+
+
+def loosen_throttle(app: FastAPI) -> None:
+    """Let an account fail 50 times before any delay, for tests of other limits."""
+    context: IdentityContext = app.state.identity
+    context.throttle = dataclasses.replace(context.throttle, account=ThrottleLimits(50, 100))
 
 
 def user_row(database: Database, user_id: int) -> User:

@@ -196,6 +196,19 @@ class Settings(BaseSettings):
     mfa_required_for_everyone: bool = False
     signup_open: bool = False
     password_min_length: int = Field(default=15, ge=MFA_MINIMUM_LENGTH, le=MAXIMUM_LENGTH)
+    # Failed sign-ins (wrong password or wrong second factor), counted per account and per client
+    # address. After the "delay" count each further failure makes the next attempt wait, from
+    # 1 second doubling up to 30; at each multiple of the "lock" count the account or address is
+    # locked, first for signin_lockout_minutes and twice as long at each further lock, up to a
+    # day. Counts start again after signin_failure_window_hours, or for an account at its next
+    # successful sign-in. An address gets more room than an account, because many users may
+    # share one address behind NAT or a proxy.
+    signin_account_delay_after: int = Field(default=3, ge=1, le=1000)
+    signin_account_lock_after: int = Field(default=10, ge=2, le=1000)
+    signin_address_delay_after: int = Field(default=20, ge=1, le=100_000)
+    signin_address_lock_after: int = Field(default=100, ge=2, le=100_000)
+    signin_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    signin_failure_window_hours: int = Field(default=24, ge=1, le=30 * 24)
 
     # The address users open Llero at, such as https://llero.example.com; links in mail start
     # with it. The validators below read it, so it is declared before the mail settings.
@@ -316,6 +329,18 @@ class Settings(BaseSettings):
             )
         except SettingsError as error:
             raise ValueError(error.message) from None
+        return value
+
+    @field_validator("signin_account_lock_after", "signin_address_lock_after")
+    @classmethod
+    def _lock_after_delay(cls, value: int, info: ValidationInfo) -> int:
+        delay_name = info.field_name.replace("lock_after", "delay_after") if info.field_name else ""
+        delay = info.data.get(delay_name)
+        if delay is not None and value <= delay:
+            raise ValueError(
+                f"must be greater than LLERO_{delay_name.upper()} ({delay}), because delays come "
+                "before the lock"
+            )
         return value
 
     @field_validator("master_key")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from llero.access.roles import Role
 from llero.config.settings import Settings
 from llero.identity.signing_keys import load_signing_key_ring
+from llero.identity.throttle import ThrottlePolicy
 from llero.identity.tokens import AccessTokenService, TokenPolicy
 from llero.storage.base import utc_now
 
@@ -31,7 +32,7 @@ class SessionLimits:
 
 
 class IdentityContext:
-    """The token service, session limits and MFA rules of one app, and its clock.
+    """The token service, session limits, MFA rules and sign-in throttle of one app, and its clock.
 
     ``clock`` is read on every call, so a test can move time by replacing it; the access token
     service reads the same clock.
@@ -45,6 +46,7 @@ class IdentityContext:
         mfa_required_for_admins: bool,
         mfa_required_for_everyone: bool,
         password_min_length: int,
+        throttle: ThrottlePolicy,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.clock = clock
@@ -53,6 +55,7 @@ class IdentityContext:
         self.mfa_required_for_admins = mfa_required_for_admins
         self.mfa_required_for_everyone = mfa_required_for_everyone
         self.password_min_length = password_min_length
+        self.throttle = throttle
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "IdentityContext":
@@ -73,6 +76,7 @@ class IdentityContext:
             mfa_required_for_admins=settings.mfa_required_for_admins,
             mfa_required_for_everyone=settings.mfa_required_for_everyone,
             password_min_length=settings.password_min_length,
+            throttle=ThrottlePolicy.from_settings(settings),
         )
 
     def now(self) -> datetime:

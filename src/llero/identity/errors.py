@@ -15,3 +15,17 @@ class AuthenticationFailed(LleroError):
     def __init__(self, reason: str, message: str = "the email or password is incorrect") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class TooManyAttempts(LleroError):
+    """Too many failed sign-ins for the account or the client address; the web layer answers 429.
+
+    The message and ``retry_after`` (seconds) are the same whichever scope is throttled and
+    whether or not the account exists or the credential was right.
+    """
+
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after} seconds")
+        self.retry_after = retry_after

@@ -220,7 +220,7 @@ class LoginThrottle(Base):
     """Failed sign-ins counted per account or per client address, for lockout and back-off.
 
     ``subject_hash`` is a keyed hash of the email key or the address, so the table lists
-    neither. Nothing writes these rows yet: see identity.service.sign_in.
+    neither; identity.throttle writes the rows.
     """
 
     __tablename__ = "login_throttles"

@@ -42,7 +42,7 @@ from llero.identity.schemas import (
     UserUpdate,
 )
 from llero.identity.sessions import ClientInfo, IssuedTokens
-from llero.web.clients import client_address
+from llero.web.clients import audit_context, client_address
 from llero.web.deps import SessionDep, get_database
 
 # Ids are 32-bit integers in every supported database.
@@ -93,6 +93,7 @@ async def sign_in(
         email=body.email,
         password=body.password,
         client=_client_of(request),
+        request=audit_context(request),
     )
     if isinstance(outcome, service.MfaChallenge):
         return MfaRequired(
@@ -118,6 +119,7 @@ def sign_in_second_factor(
         code=body.code,
         recovery_code=body.recovery_code,
         client=_client_of(request),
+        request=audit_context(request),
     )
     return _signed_in(response, context, issued, body.session_cookie)
 

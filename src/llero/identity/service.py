@@ -20,15 +20,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from llero.access.roles import Role
+from llero.audit.context import RequestContext
 from llero.crypto import Secret, hash_token, random_token
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
 from llero.identity.api_tokens import revoke_all_api_tokens
+from llero.identity.auditing import record_login_failed, record_login_succeeded
 from llero.identity.context import (
     ENROLLMENT_CODE_LIFETIME,
     MFA_CHALLENGE_LIFETIME,
     IdentityContext,
 )
-from llero.identity.errors import AuthenticationFailed
+from llero.identity.emails import EmailRejected, normalize_email
+from llero.identity.errors import AuthenticationFailed, TooManyAttempts
 from llero.identity.mfa import (
     TotpEnrollment,
     enroll_totp,
@@ -42,6 +45,7 @@ from llero.identity.models import (
     OneTimeToken,
     RecoveryCode,
     RevocationReason,
+    ThrottleScope,
     User,
     UserStatus,
 )
@@ -55,6 +59,7 @@ from llero.identity.passwords import (
 from llero.identity.policy import require_valid_password
 from llero.identity.queries import changed_rows, email_key_of, user_by_email
 from llero.identity.sessions import ClientInfo, IssuedTokens, revoke_all_sessions, start_session
+from llero.identity.throttle import Subject, Throttled, count_attempt, forgive_attempt, subjects_of
 from llero.identity.tokens import InvalidToken
 from llero.storage.db import Database
 from llero.vault.errors import VaultSealed
@@ -66,6 +71,10 @@ log = structlog.get_logger("llero.identity")
 # password check every few guesses.
 MFA_CHALLENGE_MAX_FAILURES = 5
 SECOND_FACTOR_FAILED = "the code is incorrect or the sign-in has expired; sign in again"
+# The factors named in sign-in audit records.
+PASSWORD_FACTOR = "password"  # noqa: S105 - a factor name, not a password
+TOTP_FACTOR = "totp"
+RECOVERY_CODE_FACTOR = "recovery_code"
 ENROLLMENT_FAILED = "the enrollment code is invalid, used or expired; ask an admin for a new one"
 
 
@@ -312,31 +321,48 @@ def _activate(
 
 
 async def sign_in(
-    database: Database, context: IdentityContext, *, email: str, password: str, client: ClientInfo
+    database: Database,
+    context: IdentityContext,
+    *,
+    email: str,
+    password: str,
+    client: ClientInfo,
+    request: RequestContext,
 ) -> IssuedTokens | MfaChallenge:
     """Check email and password; return tokens, or a challenge when a second factor is enrolled.
 
-    Raises AuthenticationFailed with the same message for an unknown email, a wrong password and
-    an account that is not active. Each of those costs one argon2id verification, so the time
-    taken does not tell them apart either. Raises VaultSealed when no KEK is loaded.
+    Raises TooManyAttempts while the account or the client address is throttled, before the
+    password is checked. Otherwise raises AuthenticationFailed with the same message for an
+    unknown email, a wrong password and an account that is not active. Each of those costs one
+    argon2id verification, so the time taken does not tell them apart either. Every outcome is
+    recorded as an audit event. Raises VaultSealed when no KEK is loaded.
     """
-    # TODO: sign-in throttling hooks in here. It counts failures per account and per client
-    # address in login_throttles and rejects an attempt before the password check once a limit
-    # is reached.
-    credentials = await asyncio.to_thread(_find_credentials, database, email)
+    attempt = _Attempt(account_name(email), request)
+    credentials, throttled = await asyncio.to_thread(
+        _begin_password_step, database, context, attempt
+    )
+    if throttled is not None:
+        raise _throttled(throttled, credentials)
     if credentials is None or credentials.password_hash is None:
         await verify_password_without_account_async(password)
-        raise _sign_in_failed("unknown_account" if credentials is None else "no_password", None)
+        reason = "unknown_account" if credentials is None else "no_password"
+        raise await _sign_in_failed(database, attempt, credentials, reason)
     if not await verify_password_async(password, credentials.password_hash):
-        raise _sign_in_failed("wrong_password", credentials.user_id)
+        raise await _sign_in_failed(database, attempt, credentials, "wrong_password")
     if credentials.status != UserStatus.ACTIVE:
-        raise _sign_in_failed("user_not_active", credentials.user_id)
+        raise await _sign_in_failed(database, attempt, credentials, "user_not_active")
 
     new_hash = None
     if needs_rehash(credentials.password_hash):
         new_hash = await hash_password_async(password)
     return await asyncio.to_thread(
-        _finish_password_step, database, context, credentials, new_hash, client
+        _finish_password_step,
+        database,
+        context,
+        attempt,
+        credentials=credentials,
+        new_hash=new_hash,
+        client=client,
     )
 
 
@@ -348,11 +374,13 @@ def complete_mfa_sign_in(
     code: str | None,
     recovery_code: str | None,
     client: ClientInfo,
+    request: RequestContext,
 ) -> IssuedTokens:
     """Finish a sign-in with a TOTP code or a recovery code; raise AuthenticationFailed if wrong.
 
     Each code is accepted once: a TOTP code's time step and a recovery code are recorded in the
-    same transaction that starts the session. A wrong code is counted against the challenge.
+    same transaction that starts the session. A wrong code is counted against the challenge and
+    against the account's and the address's sign-in throttle, which raises TooManyAttempts.
     """
     with database.transaction() as session:
         outcome = _second_factor(
@@ -362,38 +390,82 @@ def complete_mfa_sign_in(
             code=code,
             recovery_code=recovery_code,
             client=client,
+            request=request,
         )
+    if isinstance(outcome, Throttled):
+        log.info("user:login_throttled", scope=outcome.scope, step="second_factor")
+        raise TooManyAttempts(outcome.retry_after)
     if isinstance(outcome, str):
         log.info("user:login_failed", reason=outcome, step="second_factor")
         raise AuthenticationFailed(outcome, SECOND_FACTOR_FAILED)
     return outcome
 
 
-def _find_credentials(database: Database, email: str) -> _Credentials | None:
-    """Return the credentials of the account with ``email``; raise VaultSealed without a KEK.
+def account_name(email: str) -> str:
+    """Return the name that throttles and audits attempts on ``email``, account or not."""
+    try:
+        return normalize_email(email)
+    except EmailRejected:
+        # A malformed address cannot belong to an account, but attempts with it still count.
+        return email.strip().casefold()[:EMAIL_MAX]
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One sign-in attempt: the account it names and the request it came with."""
+
+    account: str
+    request: RequestContext
+
+    @property
+    def subjects(self) -> list[Subject]:
+        return subjects_of(self.account, self.request.client_address)
+
+
+def _begin_password_step(
+    database: Database, context: IdentityContext, attempt: _Attempt
+) -> tuple[_Credentials | None, Throttled | None]:
+    """Read the account's credentials and count the attempt, in one committed transaction."""
+    with database.transaction() as session:
+        credentials = _credentials_of(session, attempt.account)
+        throttled = count_attempt(session, context.throttle, attempt.subjects, context.now())
+        if throttled is not None:
+            record_login_failed(
+                session,
+                attempt.request,
+                user_id=None if credentials is None else credentials.user_id,
+                account=attempt.account,
+                reason="locked",
+                factor=PASSWORD_FACTOR,
+            )
+    return credentials, throttled
+
+
+def _credentials_of(session: Session, account: str) -> _Credentials | None:
+    """Return the credentials of the account named ``account``; raise VaultSealed without a KEK.
 
     A sealed vault fails every sign-in before the password check: the new session's client
     details could not be sealed, nor the account's address read, so checking the password would
     only cost time.
     """
-    with database.reader() as session:
-        if field_keys_of(session).keyring.sealed:
-            raise VaultSealed()
-        try:
-            email_key = email_key_of(session, email)
-        except InvalidInput:
-            # A malformed address cannot belong to an account, so it is rejected like an unknown
-            # one.
-            return None
-        row = session.execute(
-            select(User.id, User.password_hash, User.status).where(User.email_key == email_key)
-        ).first()
+    if field_keys_of(session).keyring.sealed:
+        raise VaultSealed()
+    try:
+        email_key = email_key_of(session, account)
+    except InvalidInput:
+        # A malformed address cannot belong to an account, so it is rejected like an unknown one.
+        return None
+    row = session.execute(
+        select(User.id, User.password_hash, User.status).where(User.email_key == email_key)
+    ).first()
     return None if row is None else _Credentials(row.id, row.password_hash, row.status)
 
 
 def _finish_password_step(
     database: Database,
     context: IdentityContext,
+    attempt: _Attempt,
+    *,
     credentials: _Credentials,
     new_hash: str | None,
     client: ClientInfo,
@@ -411,13 +483,26 @@ def _finish_password_step(
             .values(password_hash=new_hash or credentials.password_hash),
         )
         if not claimed:
-            raise _sign_in_failed("account_changed_during_sign_in", credentials.user_id)
+            raise _changed_during_sign_in(credentials.user_id)
         user = get_user(session, credentials.user_id)
         if new_hash is not None:
             log.info("user:password_rehashed", user_id=user.id)
+        now = context.now()
         if user.mfa_enabled:
+            # The right password clears the address's count; the account's stays counted until
+            # the second factor is right too, so guessing codes runs into the account's lock.
+            address = [item for item in attempt.subjects if item.scope != ThrottleScope.ACCOUNT]
+            forgive_attempt(session, address, now)
             return _issue_challenge(session, context, user)
-        return _signed_in(session, context, user, client)
+        forgive_attempt(session, attempt.subjects, now)
+        return _signed_in(
+            session,
+            context,
+            user,
+            client=client,
+            request=attempt.request,
+            factors=[PASSWORD_FACTOR],
+        )
 
 
 def _issue_challenge(session: Session, context: IdentityContext, user: User) -> MfaChallenge:
@@ -445,16 +530,33 @@ def _second_factor(
     code: str | None,
     recovery_code: str | None,
     client: ClientInfo,
-) -> IssuedTokens | str:
+    request: RequestContext,
+) -> IssuedTokens | Throttled | str:
     now = context.now()
+    factor = TOTP_FACTOR if code is not None else RECOVERY_CODE_FACTOR
     if not _claim_code(session, challenge_hash, OneTimePurpose.MFA_CHALLENGE, now):
+        # A challenge is 256 random bits, so a wrong one is not a guess worth throttling.
         return "challenge_not_usable"
     challenge = session.scalars(
         select(OneTimeToken).where(OneTimeToken.token_hash == challenge_hash)
     ).one()
     user = challenge.user
+    attempt = _Attempt(account_name(user.email), request)
+
+    def failed(reason: str) -> str:
+        record_login_failed(
+            session, request, user_id=user.id, account=attempt.account, reason=reason, factor=factor
+        )
+        return reason
+
     if user.status != UserStatus.ACTIVE or not user.mfa_enabled:
-        return "user_not_active"
+        return failed("user_not_active")
+    throttled = count_attempt(session, context.throttle, attempt.subjects, now)
+    if throttled is not None:
+        # The challenge stays usable: a lock is not a wrong code.
+        challenge.used_at = None
+        failed("locked")
+        return throttled
 
     if code is not None:
         accepted = _accept_totp(session, user, code, now)
@@ -464,8 +566,11 @@ def _second_factor(
         # The claim is undone so the challenge can be tried again, up to the failure limit.
         challenge.used_at = None
         challenge.failed_attempts += 1
-        return "wrong_second_factor"
-    return _signed_in(session, context, user, client)
+        return failed("wrong_second_factor")
+    forgive_attempt(session, attempt.subjects, now)
+    return _signed_in(
+        session, context, user, client=client, request=request, factors=[PASSWORD_FACTOR, factor]
+    )
 
 
 def _accept_totp(session: Session, user: User, code: str, now: datetime) -> bool:
@@ -508,16 +613,56 @@ def _accept_recovery_code(session: Session, user: User, code: str, now: datetime
 
 
 def _signed_in(
-    session: Session, context: IdentityContext, user: User, client: ClientInfo
+    session: Session,
+    context: IdentityContext,
+    user: User,
+    *,
+    client: ClientInfo,
+    request: RequestContext,
+    factors: list[str],
 ) -> IssuedTokens:
     user.last_login_at = context.now()
+    issued = start_session(session, context, user, client)
+    record_login_succeeded(
+        session, request, user_id=user.id, session_id=issued.session_id, factors=factors
+    )
     log.info("user:login", user_id=user.id)
-    return start_session(session, context, user, client)
+    return issued
 
 
-def _sign_in_failed(reason: str, user_id: int | None) -> AuthenticationFailed:
+async def _sign_in_failed(
+    database: Database, attempt: _Attempt, credentials: _Credentials | None, reason: str
+) -> AuthenticationFailed:
+    """Record a failed password step and return the error to raise."""
+    user_id = None if credentials is None else credentials.user_id
+
+    def write() -> None:
+        with database.transaction() as session:
+            record_login_failed(
+                session,
+                attempt.request,
+                user_id=user_id,
+                account=attempt.account,
+                reason=reason,
+                factor=PASSWORD_FACTOR,
+            )
+
+    await asyncio.to_thread(write)
     log.info("user:login_failed", reason=reason, user_id=user_id)
     return AuthenticationFailed(reason)
+
+
+def _changed_during_sign_in(user_id: int) -> AuthenticationFailed:
+    # The password was right but the account was disabled or its password changed meanwhile;
+    # the transaction rolls back, so there is nothing to audit beyond the log.
+    log.info("user:login_failed", reason="account_changed_during_sign_in", user_id=user_id)
+    return AuthenticationFailed("account_changed_during_sign_in")
+
+
+def _throttled(throttled: Throttled, credentials: _Credentials | None) -> TooManyAttempts:
+    user_id = None if credentials is None else credentials.user_id
+    log.info("user:login_throttled", scope=throttled.scope, user_id=user_id, step="password")
+    return TooManyAttempts(throttled.retry_after)
 
 
 # --- Second factor enrollment ------------------------------------------------------------------

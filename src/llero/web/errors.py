@@ -22,7 +22,7 @@ from llero.errors import (
     Refused,
     Violation,
 )
-from llero.identity.errors import AuthenticationFailed
+from llero.identity.errors import AuthenticationFailed, TooManyAttempts
 from llero.identity.tokens import InvalidToken
 from llero.mail import MailDeliveryFailed, MailUnavailable
 from llero.vault.errors import (
@@ -47,6 +47,7 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     NotFound: 404,
     Conflict: 409,
     Refused: 409,
+    TooManyAttempts: 429,
     BackendUnavailable: 503,
     MailDeliveryFailed: 502,
     MailUnavailable: 503,
@@ -90,7 +91,7 @@ async def handle_domain_error(request: Request, error: Exception) -> JSONRespons
     if status == 401:
         # RFC 9110 requires a challenge with every 401, and RFC 6750 names the Bearer scheme.
         response.headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(error, RateLimited | UnsealThrottled):
+    if isinstance(error, RateLimited | UnsealThrottled | TooManyAttempts):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 
