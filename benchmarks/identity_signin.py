@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 
 from llero.access.roles import Role
+from llero.audit.context import Origin
+from llero.audit.keys import attach_keys, load_audit_keys
 from llero.identity import service
 from llero.identity.models import UserStatus
 from llero.identity.passwords import hash_password
@@ -42,12 +44,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def store_user(database_url: str) -> None:
+def store_user(data_dir: Path) -> None:
     """Store an active developer without a second factor, so sign-in takes one request."""
-    database = Database(database_url)
+    database = Database(f"sqlite:///{data_dir / 'llero.db'}")
     with database.transaction() as session:
+        attach_keys(session, load_audit_keys(data_dir / "keys"))
         user = service.create_user(
-            session, email=EMAIL, display_name="Bench", role=Role.DEVELOPER, now=utc_now()
+            session,
+            Origin.system("benchmark"),
+            email=EMAIL,
+            display_name="Bench",
+            role=Role.DEVELOPER,
+            now=utc_now(),
         )
         user.password_hash = hash_password(PASSWORD)
         user.status = UserStatus.ACTIVE
@@ -129,7 +137,7 @@ def main() -> None:
         "LLERO_RATE_LIMIT_ENABLED": "false",
     }
     subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
-    store_user(f"sqlite:///{workdir / 'data' / 'llero.db'}")
+    store_user(workdir / "data")
 
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([LLERO, "serve", "--port", str(port)], env=env)

@@ -2,7 +2,9 @@
 
 Starts the real command on 127.0.0.1 in a temporary data directory, stores 500 tools, and drives
 both routes with wrk (a separate native process, so the load generator does not compete with a
-Python client for the same cores).
+Python client for the same cores). Then it serves the same app with authentication turned off
+(every request is a fixed viewer, no token is read) and measures GET /api/tools again, so the
+cost of authentication is the ratio of the two.
 """
 
 import argparse
@@ -17,15 +19,23 @@ import time
 from pathlib import Path
 
 import httpx
+import uvicorn
+from fastapi import Request
 
-from llero.access.roles import Role
-from llero.config.settings import Settings
+from llero.access.permissions import Principal, TokenKind
+from llero.access.roles import Role, permissions_of
+from llero.audit.context import Origin
+from llero.audit.keys import attach_keys, load_audit_keys
+from llero.config.settings import Settings, load_settings
 from llero.forge.models import Tool, ToolStatus
 from llero.identity import service
 from llero.identity.context import IdentityContext
 from llero.identity.models import UserStatus
+from llero.identity.sessions import ClientInfo, start_session
+from llero.logs import configure_logging
 from llero.storage.base import utc_now
 from llero.storage.db import Database
+from llero.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 LLERO = str(Path(sys.executable).parent / "llero")
@@ -58,17 +68,23 @@ def store_tools(database_url: str, count: int) -> None:
 def viewer_access_token(data_dir: Path) -> str:
     """Store an active viewer and return an access token for it, valid for 15 minutes."""
     settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    context = IdentityContext.from_settings(settings)
     database = Database(settings.resolved_database_url)
     with database.transaction() as session:
+        attach_keys(session, load_audit_keys(settings.keys_dir))
         user = service.create_user(
-            session, email="bench@example.com", display_name="", role=Role.VIEWER, now=utc_now()
+            session,
+            Origin.system("benchmark"),
+            email="bench@example.com",
+            display_name="",
+            role=Role.VIEWER,
+            now=utc_now(),
         )
         user.status = UserStatus.ACTIVE
         session.flush()
-        user_id = user.id
+        issued = start_session(session, context, user, ClientInfo.of("benchmark", "127.0.0.1"))
     database.dispose()
-    context = IdentityContext.from_settings(settings)
-    return context.tokens.issue_access_token(subject=str(user_id), role=Role.VIEWER).token.reveal()
+    return issued.access_token.reveal()
 
 
 def wait_until_healthy(base: str, deadline: float) -> None:
@@ -103,12 +119,67 @@ def run_wrk(url: str, seconds: int, connections: int, token: str | None = None) 
     return float(match.group(1))
 
 
+class FixedViewer:
+    """An authenticator that reads no credential: every request is the viewer ``user_id``."""
+
+    def __init__(self, user_id: int) -> None:
+        self.principal = Principal(
+            user_id=user_id,
+            role=Role.VIEWER,
+            permissions=permissions_of(Role.VIEWER),
+            token_kind=TokenKind.ACCESS_TOKEN,
+        )
+
+    def authenticate(self, _request: Request) -> Principal:
+        return self.principal
+
+
+def serve_without_authentication(port: int) -> None:
+    """Serve the app of LLERO_DATA_DIR on ``port`` as `llero serve` does, minus authentication."""
+    settings = load_settings(port=port)
+    configure_logging(settings)
+    app = create_app(settings)
+    app.state.authenticator = FixedViewer(user_id=1)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        server_header=False,
+        proxy_headers=False,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def measure_without_authentication(env: dict[str, str], options: argparse.Namespace) -> float:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, __file__, "--serve-without-authentication", str(port)]
+    server = subprocess.Popen(command, env=env)
+    try:
+        wait_until_healthy(base, time.perf_counter() + 30)
+        time.sleep(1)
+        return run_wrk(f"{base}/api/tools", options.seconds, options.connections)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--serve-without-authentication",
+        type=int,
+        metavar="PORT",
+        help="only serve the unauthenticated build on PORT (the script starts this itself)",
+    )
     parser.add_argument("--tools", type=int, default=500, help="tools to store")
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per route")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     options = parser.parse_args()
+    if options.serve_without_authentication:
+        serve_without_authentication(options.serve_without_authentication)
+        return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
 
@@ -138,6 +209,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    try:
+        open_rps = measure_without_authentication(env, options)
+    finally:
         shutil.rmtree(workdir)
 
     print(f"start-up until /healthz answers: {startup * 1000:.0f} ms")
@@ -145,6 +219,8 @@ def main() -> None:
     print(f"GET /healthz: {health_rps:.0f} requests/s")
     print(f"GET /api/tools ({options.tools} tools stored): {tools_rps:.0f} requests/s")
     print(f"ratio tools/healthz: {tools_rps / health_rps:.2f} (goal: at least 0.50)")
+    print(f"GET /api/tools without authentication: {open_rps:.0f} requests/s")
+    print(f"ratio authenticated/unauthenticated: {tools_rps / open_rps:.2f} (goal: at least 0.80)")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from llero.access.roles import Role
+from llero.audit.context import Origin
 from llero.config.keyfiles import create_key_files, make_private_dir
 from llero.config.settings import Settings
 from llero.identity import service as identity_service
 from llero.identity.context import IdentityContext
 from llero.identity.mfa import new_totp_seed
 from llero.identity.models import User, UserStatus
+from llero.identity.sessions import ClientInfo, start_session
 from llero.storage import migrate
 from llero.storage.db import Database
 from llero.storage.registry import metadata
@@ -127,6 +129,7 @@ class FixtureUser:
     email: str
     role: Role
     access_token: str
+    session_id: int = 0
 
     @property
     def headers(self) -> dict[str, str]:
@@ -156,7 +159,12 @@ def create_test_user(
     now = context.now()
     with database.transaction() as session:
         user: User = identity_service.create_user(
-            session, email=address, display_name=f"Test {role}", role=role, now=now
+            session,
+            Origin.system("test"),
+            email=address,
+            display_name=f"Test {role}",
+            role=role,
+            now=now,
         )
         user.status = status
         user.password_hash = password_hash
@@ -165,8 +173,9 @@ def create_test_user(
             user.mfa_enabled_at = now
         session.flush()
         user_id = user.id
-    issued = context.tokens.issue_access_token(subject=str(user_id), role=role)
-    return FixtureUser(user_id, address, role, issued.token.reveal())
+        # A sign-in session of its own, because every access token names one.
+        issued = start_session(session, context, user, ClientInfo.of("pytest", "127.0.0.1"))
+    return FixtureUser(user_id, address, role, issued.access_token.reveal(), issued.session_id)
 
 
 def with_mail(base: Settings, server: MailServer, **options: object) -> Settings:

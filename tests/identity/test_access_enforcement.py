@@ -37,12 +37,13 @@ def _segment(document: dict[str, Any]) -> str:
     return _b64(json.dumps(document, separators=(",", ":")).encode())
 
 
-def _claims(user_id: int, **changes: Any) -> dict[str, Any]:
+def _claims(user: FixtureUser, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
     claims = {
         "iss": TOKEN_ISSUER,
         "aud": TOKEN_AUDIENCE,
-        "sub": str(user_id),
+        "sub": str(user.id),
+        "sid": str(user.session_id),
         "role": "admin",
         "typ": "access",
         "iat": now,
@@ -86,7 +87,7 @@ def test_hand_signed_token_accepted(
 ) -> None:
     # The forgeries below differ from this control in one part only.
     kid, key = ring_key
-    token = _signed({"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}, _claims(admin.id), key)
+    token = _signed({"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}, _claims(admin), key)
 
     assert anonymous_client.get("/api/tools", headers=bearer(token)).status_code == 200
 
@@ -96,7 +97,7 @@ def test_alg_none_rejected(
 ) -> None:
     kid, _ = ring_key
     header = {"alg": "none", "kid": kid, "typ": "at+jwt"}
-    token = f"{_segment(header)}.{_segment(_claims(admin.id))}."
+    token = f"{_segment(header)}.{_segment(_claims(admin))}."
 
     _assert_unauthenticated(anonymous_client, token)
 
@@ -107,7 +108,7 @@ def test_hs256_keyed_with_public_key_rejected(
     kid, key = ring_key
     public = key.public_key().public_bytes_raw()
     signing_input = (
-        f"{_segment({'alg': 'HS256', 'kid': kid, 'typ': 'at+jwt'})}.{_segment(_claims(admin.id))}"
+        f"{_segment({'alg': 'HS256', 'kid': kid, 'typ': 'at+jwt'})}.{_segment(_claims(admin))}"
     )
     signature = hmac.new(public, signing_input.encode(), sha256).digest()
 
@@ -129,7 +130,7 @@ def test_kid_not_in_ring_rejected(
     if kid is not None:
         header["kid"] = kid
 
-    _assert_unauthenticated(anonymous_client, _signed(header, _claims(admin.id), key))
+    _assert_unauthenticated(anonymous_client, _signed(header, _claims(admin), key))
 
 
 def test_token_signed_by_foreign_key_rejected(
@@ -138,7 +139,7 @@ def test_token_signed_by_foreign_key_rejected(
     kid, _ = ring_key
     header = {"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}
 
-    token = _signed(header, _claims(admin.id), Ed25519PrivateKey.generate())
+    token = _signed(header, _claims(admin), Ed25519PrivateKey.generate())
 
     _assert_unauthenticated(anonymous_client, token)
 
@@ -155,7 +156,7 @@ def test_key_from_header_rejected(
     kid, key = ring_key
     header = {"alg": "EdDSA", "kid": kid, "typ": "at+jwt", **header_member}
 
-    _assert_unauthenticated(anonymous_client, _signed(header, _claims(admin.id), key))
+    _assert_unauthenticated(anonymous_client, _signed(header, _claims(admin), key))
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_misdirected_or_stale_token_rejected(
     kid, key = ring_key
     header = {"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}
 
-    _assert_unauthenticated(anonymous_client, _signed(header, _claims(admin.id, **changes), key))
+    _assert_unauthenticated(anonymous_client, _signed(header, _claims(admin, **changes), key))
 
 
 def test_token_for_other_audience_rejected(
@@ -189,7 +190,9 @@ def test_token_for_other_audience_rejected(
         TokenPolicy(issuer=TOKEN_ISSUER, audience="another-api"),
         load_signing_key_ring(settings.keys_dir),
     )
-    token = other.issue_access_token(subject=str(admin.id), role="admin").token.reveal()
+    token = other.issue_access_token(
+        subject=str(admin.id), role="admin", session_id=str(admin.session_id)
+    ).token.reveal()
 
     _assert_unauthenticated(anonymous_client, token)
 
@@ -198,7 +201,9 @@ def test_expired_access_token_rejected(
     app: FastAPI, anonymous_client: TestClient, admin: FixtureUser
 ) -> None:
     clock = freeze_clock(app)
-    token = app.state.identity.tokens.issue_access_token(subject=str(admin.id), role="admin")
+    token = app.state.identity.tokens.issue_access_token(
+        subject=str(admin.id), role="admin", session_id=str(admin.session_id)
+    )
     clock.advance(timedelta(minutes=15, seconds=31))
 
     _assert_unauthenticated(anonymous_client, token.token.reveal())
@@ -208,7 +213,9 @@ def test_access_token_within_clock_skew_accepted(
     app: FastAPI, anonymous_client: TestClient, admin: FixtureUser
 ) -> None:
     clock = freeze_clock(app)
-    token = app.state.identity.tokens.issue_access_token(subject=str(admin.id), role="admin")
+    token = app.state.identity.tokens.issue_access_token(
+        subject=str(admin.id), role="admin", session_id=str(admin.session_id)
+    )
     clock.advance(timedelta(minutes=15, seconds=29))
 
     response = anonymous_client.get("/api/tools", headers=bearer(token.token.reveal()))
@@ -283,7 +290,7 @@ def test_rejection_reason_only_in_log(
     anonymous_client: TestClient, admin: FixtureUser, ring_key: tuple[str, Ed25519PrivateKey]
 ) -> None:
     kid, key = ring_key
-    token = _signed({"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}, _claims(admin.id, aud="x"), key)
+    token = _signed({"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}, _claims(admin, aud="x"), key)
 
     with structlog.testing.capture_logs() as events:
         response = anonymous_client.get("/api/tools", headers=bearer(token))

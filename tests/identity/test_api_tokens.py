@@ -142,7 +142,7 @@ def test_expired_token_refused(
 ) -> None:
     clock = freeze_clock(app)
     developer_token = app.state.identity.tokens.issue_access_token(
-        subject=str(developer.id), role="developer"
+        subject=str(developer.id), role="developer", session_id=str(developer.session_id)
     )
     token = anonymous_client.post(
         "/api/tokens",

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from llero.access.roles import Role
+from llero.audit.context import Origin
 from llero.identity import service
 from llero.storage.db import Database
 from tests.conftest import MakeUser
@@ -107,7 +108,9 @@ def test_new_code_replaces_old(app: FastAPI, client: TestClient, database: Datab
     created = _create_user(client, "dev@example.com", "developer").json()
     with database.transaction() as session:
         user = service.get_user(session, created["user"]["id"])
-        service.issue_enrollment_code(session, user, app.state.identity.now())
+        service.issue_enrollment_code(
+            session, Origin.system("test"), user, app.state.identity.now()
+        )
 
     assert _enroll(client, created["enrollment_code"]).status_code == 401
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from llero.access.permissions import NotAuthenticated
 from llero.access.roles import Role
+from llero.audit.context import RequestContext
 from llero.identity.models import AuthSession
 from llero.identity.sessions import refresh_session
 from llero.storage.db import Database
@@ -155,8 +156,11 @@ def test_signout_kills_session(
     assert response.headers["clear-site-data"] == '"cookies"'
     assert _refresh(anonymous_client, signed_in["refresh_token"]).status_code == 401
     assert _session_row(database, signed_in["session_id"]).revoked_reason == "signed_out"
+    # The session's access token names it, so it stops at once too.
+    after = anonymous_client.get("/api/auth/sessions", headers=bearer(signed_in["access_token"]))
+    assert after.status_code == 401
     sessions = anonymous_client.get(
-        "/api/auth/sessions", headers=bearer(signed_in["access_token"])
+        "/api/auth/sessions", headers=bearer(developer.access_token)
     ).json()["items"]
     assert signed_in["session_id"] not in [item["id"] for item in sessions]
 
@@ -199,7 +203,8 @@ def test_sessions_list_shows_own_sessions_only(
 
     assert response.status_code == 200
     items = response.json()["items"]
-    assert [item["id"] for item in items] == [mine["session_id"]]
+    # The newest first, then the session the fixture signed in with.
+    assert [item["id"] for item in items] == [mine["session_id"], developer.session_id]
     assert items[0]["user_agent"] == "testclient"
     assert "refresh_token" not in items[0]
 
@@ -240,7 +245,8 @@ def test_admin_revokes_all_user_sessions(
     response = client.post(f"/api/users/{developer.id}/sessions/revoke")
 
     assert response.status_code == 200
-    assert response.json() == {"revoked": 2}
+    # The two sign-ins above and the fixture's own session.
+    assert response.json() == {"revoked": 3}
     assert _refresh(anonymous_client, first["refresh_token"]).status_code == 401
     assert _refresh(anonymous_client, second["refresh_token"]).status_code == 401
     me = anonymous_client.get("/api/users/me", headers=bearer(second["access_token"]))
@@ -275,7 +281,7 @@ def test_concurrent_refresh_one_wins(
     def attempt() -> str:
         barrier.wait()
         try:
-            refresh_session(database, app.state.identity, token)
+            refresh_session(database, app.state.identity, token, RequestContext())
         except NotAuthenticated as error:
             return error.reason
         return "refreshed"

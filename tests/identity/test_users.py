@@ -6,12 +6,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from llero.access.roles import Role
+from llero.audit.context import Origin
 from llero.errors import Refused
 from llero.identity import service
 from llero.identity.models import UserStatus
 from llero.storage.db import Database
 from tests.conftest import FixtureUser, MakeUser
 from tests.identity.helpers import user_row
+
+CLI = Origin.system("cli")
 
 
 def test_profile_shows_own_account(client: TestClient, admin: FixtureUser) -> None:
@@ -155,14 +158,14 @@ def test_other_admin_may_be_demoted(client: TestClient, make_user: MakeUser) -> 
 def test_last_active_admin_kept(
     app: FastAPI, database: Database, make_user: MakeUser, change: dict[str, object]
 ) -> None:
-    # Over HTTP every actor is itself an active admin, so only the CLI (actor None) can reach
+    # Over HTTP every actor is itself an active admin, so only the CLI (a system actor) can reach
     # the last one; the rule lives in the service for both.
     admin = make_user(role=Role.ADMIN)
     make_user(role=Role.ADMIN, status=UserStatus.PENDING)
     make_user(role=Role.ADMIN, status=UserStatus.DISABLED)
 
     with pytest.raises(Refused) as caught, database.transaction() as session:
-        service.update_user(session, app.state.identity, actor_id=None, user_id=admin.id, **change)
+        service.update_user(session, app.state.identity, CLI, user_id=admin.id, **change)
 
     assert caught.value.message == (
         "the last active admin cannot be demoted or disabled; make another admin first"
@@ -178,9 +181,7 @@ def test_last_admin_kept_after_other_demoted(
     assert client.patch(f"/api/users/{other.id}", json={"status": "disabled"}).status_code == 200
 
     with pytest.raises(Refused), database.transaction() as session:
-        service.update_user(
-            session, app.state.identity, actor_id=None, user_id=admin.id, role=Role.DEVELOPER
-        )
+        service.update_user(session, app.state.identity, CLI, user_id=admin.id, role=Role.DEVELOPER)
 
 
 def test_pending_user_not_activated_by_admin(client: TestClient, make_user: MakeUser) -> None:

@@ -60,6 +60,7 @@ class AuditEvent(StrEnum):
     USER_CREATED = "user:created"
     USER_DELETED = "user:deleted"
     USER_EMAIL_VERIFIED = "user:email_verified"
+    USER_ENROLLMENT_CODE_ISSUED = "user:enrollment_code_issued"
     USER_INVITATION_ACCEPTED = "user:invitation_accepted"
     USER_INVITED = "user:invited"
     USER_LOGIN_FAILED = "user:login_failed"
@@ -70,6 +71,7 @@ class AuditEvent(StrEnum):
     USER_PASSWORD_CHANGED = "user:password_changed"  # noqa: S105 - an event name
     USER_PASSWORD_RESET = "user:password_reset"  # noqa: S105 - an event name
     USER_PASSWORD_RESET_REQUESTED = "user:password_reset_requested"  # noqa: S105 - an event name
+    USER_PROFILE_UPDATED = "user:profile_updated"
     USER_SIGNED_UP = "user:signed_up"
     USER_STATUS_CHANGED = "user:status_changed"
     VAULT_BACKEND_FAILED = "vault:backend_failed"

@@ -13,6 +13,7 @@ import click
 import uvicorn
 from sqlalchemy.exc import OperationalError
 
+from llero.audit.keys import attach_keys, load_audit_keys
 from llero.cli.audit import audit
 from llero.cli.keys import keys
 from llero.cli.secrets import secrets
@@ -131,6 +132,7 @@ def _first_admin(settings: Settings, email: str | None) -> None:
     attach_field_keys(database.sessions, load_field_keys(settings.keys_dir, keyring))
     try:
         with database.transaction() as session:
+            attach_keys(session, load_audit_keys(settings.keys_dir))
             if service.admin_exists(session):
                 if email is not None:
                     click.echo("an admin exists already, so --admin-email was ignored")

@@ -11,6 +11,8 @@ from typing import NoReturn
 import click
 from sqlalchemy.orm import Session
 
+from llero.audit.context import Origin
+from llero.audit.keys import attach_keys, load_audit_keys
 from llero.config.settings import Settings
 from llero.identity import service
 from llero.identity.context import IdentityContext
@@ -27,6 +29,8 @@ NEEDS = (
     "Needs a data directory set up by `llero init` (LLERO_DATA_DIR, or LLERO_DATABASE_URL for "
     "PostgreSQL) at the latest migration."
 )
+# Who the audit trail names for changes made from the shell.
+CLI_ORIGIN = Origin.system("cli")
 
 
 def _settings() -> Settings:
@@ -57,6 +61,8 @@ def _transaction(settings: Settings) -> Iterator[Session]:
                 "the database is not at the latest migration; run `llero init` or `llero migrate`"
             )
         with database.transaction() as session:
+            # Every change is audited in its own transaction, so without the key nothing runs.
+            attach_keys(session, load_audit_keys(settings.keys_dir))
             yield session
     finally:
         database.dispose()
@@ -75,7 +81,9 @@ def print_enrollment(user: User, issued: IssuedCode) -> None:
 
 
 def create_first_admin(session: Session, email: str, display_name: str) -> tuple[User, IssuedCode]:
-    return service.create_admin(session, email=email, display_name=display_name, now=utc_now())
+    return service.create_admin(
+        session, CLI_ORIGIN, email=email, display_name=display_name, now=utc_now()
+    )
 
 
 @click.group()
@@ -111,7 +119,7 @@ def disable(email: str) -> None:
     with _transaction(settings) as session:
         user = service.find_user_by_email(session, email)
         service.update_user(
-            session, context, actor_id=None, user_id=user.id, status=UserStatus.DISABLED
+            session, context, CLI_ORIGIN, user_id=user.id, status=UserStatus.DISABLED
         )
         user_id = user.id
     click.echo(f"disabled user {user_id}; their sessions and API tokens are revoked")

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 
 from llero.access.permissions import Permission
 from llero.access.roles import delegable_permissions, permissions_of
+from llero.audit.context import Origin, Target
+from llero.audit.events import AuditEvent
+from llero.audit.service import record_as
 from llero.crypto import Secret
 from llero.errors import InvalidInput, NotFound, Violation
 from llero.identity.models import ApiToken, User
@@ -42,6 +45,7 @@ class CreatedApiToken:
 
 def create_api_token(
     session: Session,
+    origin: Origin,
     owner: User,
     *,
     name: str,
@@ -70,6 +74,13 @@ def create_api_token(
     )
     session.add(record)
     session.flush()
+    record_as(
+        session,
+        origin,
+        AuditEvent.API_TOKEN_CREATED,
+        Target.of("api_token", record.id),
+        {"expires_at": record.expires_at.isoformat(), "scopes": record.scopes},
+    )
     log.info("api_token:created", user_id=owner.id, token_id=record.id, scopes=record.scopes)
     return CreatedApiToken(record, issued.token)
 
@@ -84,13 +95,16 @@ def list_api_tokens(session: Session, owner_id: int) -> Sequence[ApiToken]:
     return session.scalars(query).all()
 
 
-def revoke_api_token(session: Session, owner_id: int, token_id: int, now: datetime) -> None:
+def revoke_api_token(
+    session: Session, origin: Origin, owner_id: int, token_id: int, now: datetime
+) -> None:
     """Revoke one of the owner's tokens; another user's token is reported as not found."""
     record = session.get(ApiToken, token_id)
     if record is None or record.user_id != owner_id:
         raise NotFound(f"API token {token_id} not found")
     if record.revoked_at is None:
         record.revoked_at = now
+        record_as(session, origin, AuditEvent.API_TOKEN_REVOKED, Target.of("api_token", token_id))
         log.info("api_token:revoked", user_id=owner_id, token_id=token_id)
 
 

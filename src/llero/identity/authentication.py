@@ -15,12 +15,16 @@ An Authorization header wins over the cookie. The client learns only that authen
 the reason goes to the log.
 """
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from fastapi import Request
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 
 from llero.access.permissions import (
     NotAuthenticated,
@@ -38,9 +42,14 @@ from llero.identity.api_tokens import (
     record_use,
 )
 from llero.identity.context import IdentityContext
-from llero.identity.models import User, UserStatus
+from llero.identity.models import AuthSession, User, UserStatus
 from llero.identity.opaque import PREFIXES, OpaqueKind, parse_personal_api_token
-from llero.identity.tokens import InvalidToken
+from llero.identity.tokens import (
+    AccessClaims,
+    AccessTokenService,
+    InvalidToken,
+    check_not_revoked,
+)
 from llero.storage.db import Database
 
 log = structlog.get_logger("llero.identity")
@@ -50,7 +59,7 @@ CSRF_COOKIE = "__Host-llero_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_TOKEN_PREFIX = PREFIXES[OpaqueKind.PERSONAL_API]
-# User ids are 32-bit integers in every supported database.
+# User and session ids are 32-bit integers in every supported database.
 USER_ID_MAX = 2**31 - 1
 
 
@@ -69,19 +78,70 @@ class AccountState:
         return cls(user.id, user.role, user.status, user.not_before, user.mfa_enabled)
 
 
-# This runs on every request, so it reads five columns with one prepared statement instead of
-# loading the whole user through the ORM.
-# NOTE: the signature check and this read cost about 0.5 ms per request. With them,
-# benchmarks/serve.py measured GET /api/tools at 344 requests/s against 548 without sign-in
-# (one run on a shared 2-core x86-64 machine). Caching verified token texts would save the
-# signature check; the read is what lets a disabled user's next request fail.
-ACCOUNT_QUERY = select(
-    User.id,
-    User.role,
-    User.status,
-    User.not_before,
-    User.totp_seed_envelope.is_not(None).label("mfa_enabled"),
-).where(User.id == bindparam("user_id"))
+# This runs on every request, so it reads the user and the token's session with one prepared
+# statement instead of loading them through the ORM. session_user_id is NULL when the session
+# does not exist or belongs to another user.
+ACCOUNT_QUERY = (
+    select(
+        User.id,
+        User.role,
+        User.status,
+        User.not_before,
+        User.totp_seed_envelope.is_not(None).label("mfa_enabled"),
+        AuthSession.user_id.label("session_user_id"),
+        AuthSession.revoked_at.label("session_revoked_at"),
+    )
+    .outerjoin(
+        AuthSession,
+        and_(AuthSession.id == bindparam("session_id"), AuthSession.user_id == User.id),
+    )
+    .where(User.id == bindparam("user_id"))
+)
+
+# Verified access tokens, so a token's Ed25519 signature is checked once, not on every request.
+# An entry holds about 1 KiB, so the cache stays under about 4 MiB.
+TOKEN_CACHE_SIZE = 4096
+
+
+class VerifiedTokenCache:
+    """A bounded LRU of verified access tokens, keyed by the SHA-256 of their exact text.
+
+    An entry is dropped once its token expires, so expiry is enforced as if the token were
+    verified again. Only what the signature proves is cached: revocation (the user's status and
+    not-before time, and the session) is read from the database on every request.
+    The key is a digest, so the cache keeps no bearer token in memory.
+    """
+
+    def __init__(self, tokens: AccessTokenService, max_entries: int = TOKEN_CACHE_SIZE) -> None:
+        self._tokens = tokens
+        self._max_entries = max_entries
+        self._entries: OrderedDict[bytes, AccessClaims] = OrderedDict()
+        # authenticate runs in a thread pool, so several threads share the cache.
+        self._lock = threading.Lock()
+
+    def verified(self, token: str, now: datetime) -> AccessClaims:
+        """Return the claims of ``token``, verifying it unless a valid entry exists.
+
+        Raises InvalidToken or a subclass as ``verify_access_token`` does.
+        """
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            claims = self._entries.get(key)
+            if claims is not None:
+                if now < self._tokens.usable_until(claims):
+                    self._entries.move_to_end(key)
+                    return claims
+                del self._entries[key]
+
+        claims = self._tokens.verify_access_token(token)
+        with self._lock:
+            self._entries[key] = claims
+            if len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+        return claims
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class CsrfCheckFailed(PermissionDenied):
@@ -99,6 +159,7 @@ class RequestAuthenticator:
     def __init__(self, database: Database, context: IdentityContext) -> None:
         self.database = database
         self.context = context
+        self.tokens = VerifiedTokenCache(context.tokens)
 
     def authenticate(self, request: Request) -> Principal:
         """Return the principal of ``request``; raise NotAuthenticated or CsrfCheckFailed."""
@@ -127,26 +188,39 @@ class RequestAuthenticator:
         return principal
 
     def _from_access_token(self, token: str, kind: TokenKind) -> Principal:
-        accounts: dict[str, AccountState | None] = {}
-
-        def not_before_of(subject: str) -> datetime | None:
-            accounts[subject] = self._account_of_subject(subject)
-            account = accounts[subject]
-            return None if account is None else account.not_before
-
         try:
-            claims = self.context.tokens.verify_access_token(token, not_before_for=not_before_of)
+            claims = self.tokens.verified(token, self.context.now())
         except InvalidToken as error:
             raise NotAuthenticated(f"access_token_{error.reason}") from None
-        return self._principal(accounts.get(claims.subject), kind, None)
+        if claims.session_id is None:
+            # Sign-in writes sid into every token; one without it cannot be revoked by session.
+            raise NotAuthenticated("access_token_without_session")
 
-    def _account_of_subject(self, subject: str) -> AccountState | None:
-        # Llero writes the user id as the subject; anything else cannot name a user.
-        if not (subject.isascii() and subject.isdigit()) or int(subject) > USER_ID_MAX:
+        row = self._account_row(claims)
+        if row is None:
+            raise NotAuthenticated("unknown_user")
+        try:
+            check_not_revoked(claims, row.not_before)
+        except InvalidToken as error:
+            raise NotAuthenticated(f"access_token_{error.reason}") from None
+        if row.session_user_id is None:
+            raise NotAuthenticated("unknown_session")
+        if row.session_revoked_at is not None:
+            raise NotAuthenticated("session_revoked")
+        account = AccountState(row.id, row.role, row.status, row.not_before, row.mfa_enabled)
+        return self._principal(account, kind, None)
+
+    def _account_row(self, claims: AccessClaims) -> Any:
+        """Return the account's row joined with the token's session, or None for a bad id."""
+        # Llero writes integer ids as subject and sid; anything else cannot name a row.
+        user_id = _row_id(claims.subject)
+        session_id = _row_id(claims.session_id or "")
+        if user_id is None or session_id is None:
             return None
         with self.database.engine.connect() as connection:
-            row = connection.execute(ACCOUNT_QUERY, {"user_id": int(subject)}).first()
-        return None if row is None else AccountState(*row)
+            return connection.execute(
+                ACCOUNT_QUERY, {"user_id": user_id, "session_id": session_id}
+            ).first()
 
     def _from_api_token(self, token: str) -> Principal:
         try:
@@ -187,6 +261,12 @@ class RequestAuthenticator:
                 self.context.mfa_required(account.role) and not account.mfa_enabled
             ),
         )
+
+
+def _row_id(text: str) -> int | None:
+    if not (text.isascii() and text.isdigit()) or int(text) > USER_ID_MAX:
+        return None
+    return int(text)
 
 
 def _bearer_token(value: str) -> str:

@@ -42,7 +42,7 @@ from llero.identity.schemas import (
     UserUpdate,
 )
 from llero.identity.sessions import ClientInfo, IssuedTokens
-from llero.web.clients import audit_context, client_address
+from llero.web.clients import audit_context, client_address, origin_of
 from llero.web.deps import SessionDep, get_database
 
 # Ids are 32-bit integers in every supported database.
@@ -134,7 +134,9 @@ def refresh(
     request: Request, response: Response, context: IdentityDep, body: RefreshRequest
 ) -> SignedIn:
     """Exchange a refresh token for new tokens; the presented one can never be used again."""
-    issued = sessions.refresh_session(get_database(request), context, body.refresh_token)
+    issued = sessions.refresh_session(
+        get_database(request), context, body.refresh_token, audit_context(request)
+    )
     return _signed_in(response, context, issued, body.session_cookie)
 
 
@@ -144,9 +146,11 @@ def refresh(
     status_code=204,
     tags=["auth"],
 )
-def sign_out(session: SessionDep, context: IdentityDep, body: SignOutRequest) -> Response:
+def sign_out(
+    request: Request, session: SessionDep, context: IdentityDep, body: SignOutRequest
+) -> Response:
     """End the session of the refresh token and clear the browser's session cookies."""
-    sessions.sign_out(session, context, body.refresh_token)
+    sessions.sign_out(session, context, body.refresh_token, audit_context(request))
     response = Response(status_code=204)
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="strict")
@@ -163,7 +167,11 @@ def sign_out(session: SessionDep, context: IdentityDep, body: SignOutRequest) ->
 async def enroll(request: Request, context: IdentityDep, body: EnrollRequest) -> Enrolled:
     """Set the first password with a one-time enrollment code; then sign in."""
     user_id = await service.enroll(
-        get_database(request), context, code=body.code, password=body.password
+        get_database(request),
+        context,
+        code=body.code,
+        password=body.password,
+        request=audit_context(request),
     )
     return Enrolled(user_id=user_id)
 
@@ -200,7 +208,9 @@ def revoke_own_session(
     request: Request, session: SessionDep, context: IdentityDep, session_id: IdPath
 ) -> Response:
     """End one of the caller's sessions, for example on a lost device."""
-    sessions.revoke_own_session(session, context, principal_of(request).user_id, session_id)
+    sessions.revoke_own_session(
+        session, context, origin_of(request), principal_of(request).user_id, session_id
+    )
     return Response(status_code=204)
 
 
@@ -231,7 +241,7 @@ def confirm_totp(
 ) -> RecoveryCodes:
     """Confirm TOTP with the app's first code; returns ten recovery codes, shown only now."""
     codes = service.confirm_totp_enrollment(
-        session, context, principal_of(request).user_id, body.code
+        session, context, origin_of(request), principal_of(request).user_id, body.code
     )
     return RecoveryCodes(recovery_codes=[code.reveal() for code in codes])
 
@@ -261,7 +271,11 @@ def update_profile(
 ) -> Any:
     """Change the caller's display name; role, status and email are not fields of this body."""
     return service.update_profile(
-        session, principal_of(request).user_id, display_name=body.display_name, now=context.now()
+        session,
+        origin_of(request),
+        principal_of(request).user_id,
+        display_name=body.display_name,
+        now=context.now(),
     )
 
 
@@ -292,13 +306,16 @@ def list_users(
     response_model=UserCreated,
     tags=["users"],
 )
-def create_user(session: SessionDep, context: IdentityDep, body: UserCreate) -> UserCreated:
+def create_user(
+    request: Request, session: SessionDep, context: IdentityDep, body: UserCreate
+) -> UserCreated:
     """Create a pending user and return their one-time enrollment code, shown only now."""
     now = context.now()
+    origin = origin_of(request)
     user = service.create_user(
-        session, email=body.email, display_name=body.display_name, role=body.role, now=now
+        session, origin, email=body.email, display_name=body.display_name, role=body.role, now=now
     )
-    issued = service.issue_enrollment_code(session, user, now)
+    issued = service.issue_enrollment_code(session, origin, user, now)
     return UserCreated(
         user=UserOut.model_validate(user),
         enrollment_code=issued.code.reveal(),
@@ -329,7 +346,7 @@ def update_user(
     return service.update_user(
         session,
         context,
-        actor_id=principal_of(request).user_id,
+        origin_of(request),
         user_id=user_id,
         role=body.role,
         status=None if body.status is None else UserStatus(body.status),
@@ -343,12 +360,12 @@ def update_user(
     tags=["users"],
 )
 def revoke_user_sessions(
-    session: SessionDep, context: IdentityDep, user_id: IdPath
+    request: Request, session: SessionDep, context: IdentityDep, user_id: IdPath
 ) -> SessionsRevoked:
     """End every session of a user and every access token issued to them so far."""
     user = service.get_user(session, user_id)
     revoked = sessions.revoke_all_sessions(
-        session, context, user, RevocationReason.REVOKED_BY_ADMIN
+        session, context, origin_of(request), user, RevocationReason.REVOKED_BY_ADMIN
     )
     return SessionsRevoked(revoked=revoked)
 
@@ -370,6 +387,7 @@ def create_api_token(
     owner = service.get_user(session, principal_of(request).user_id)
     created = api_tokens.create_api_token(
         session,
+        origin_of(request),
         owner,
         name=body.name,
         scopes=body.scopes,
@@ -401,7 +419,9 @@ def list_api_tokens(request: Request, session: SessionDep) -> ApiTokenList:
 def revoke_api_token(
     request: Request, session: SessionDep, context: IdentityDep, token_id: IdPath
 ) -> Response:
-    api_tokens.revoke_api_token(session, principal_of(request).user_id, token_id, context.now())
+    api_tokens.revoke_api_token(
+        session, origin_of(request), principal_of(request).user_id, token_id, context.now()
+    )
     return Response(status_code=204)
 
 

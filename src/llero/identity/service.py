@@ -20,7 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from llero.access.roles import Role
-from llero.audit.context import RequestContext
+from llero.audit.context import Actor, Origin, RequestContext, Target
+from llero.audit.events import ActorKind, AuditEvent
+from llero.audit.service import record_as
 from llero.crypto import Secret, hash_token, random_token
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
 from llero.identity.api_tokens import revoke_all_api_tokens
@@ -112,7 +114,7 @@ class _Credentials:
 
 
 def create_user(
-    session: Session, *, email: str, display_name: str, role: Role, now: datetime
+    session: Session, origin: Origin, *, email: str, display_name: str, role: Role, now: datetime
 ) -> User:
     """Create a pending user; raise InvalidInput for a bad field and Conflict for a taken email.
 
@@ -138,11 +140,20 @@ def create_user(
         raise Conflict("a user with this email address already exists") from None
     # The envelope is sealed to the new row's id, which the flush has just assigned.
     user.email = email
+    record_as(
+        session,
+        origin,
+        AuditEvent.USER_CREATED,
+        _user_target(user),
+        {"role": user.role, "status": user.status},
+    )
     log.info("user:created", user_id=user.id, role=user.role)
     return user
 
 
-def issue_enrollment_code(session: Session, user: User, now: datetime) -> IssuedCode:
+def issue_enrollment_code(
+    session: Session, origin: Origin, user: User, now: datetime
+) -> IssuedCode:
     """Issue a code that sets the first password of ``user``; earlier unused codes stop working."""
     changed_rows(
         session,
@@ -166,6 +177,13 @@ def issue_enrollment_code(session: Session, user: User, now: datetime) -> Issued
         )
     )
     session.flush()
+    record_as(
+        session,
+        origin,
+        AuditEvent.USER_ENROLLMENT_CODE_ISSUED,
+        _user_target(user),
+        {"expires_at": expires_at.isoformat()},
+    )
     # TODO: invitations and email verification send this code by mail once SMTP exists; until
     # then the admin or the CLI hands it over.
     log.info("user:enrollment_code_issued", user_id=user.id)
@@ -173,7 +191,7 @@ def issue_enrollment_code(session: Session, user: User, now: datetime) -> Issued
 
 
 def create_admin(
-    session: Session, *, email: str, display_name: str, now: datetime
+    session: Session, origin: Origin, *, email: str, display_name: str, now: datetime
 ) -> tuple[User, IssuedCode]:
     """Create a pending admin with an enrollment code, or issue a new code to one still pending.
 
@@ -182,11 +200,11 @@ def create_admin(
     existing = user_by_email(session, email)
     if existing is None:
         existing = create_user(
-            session, email=email, display_name=display_name, role=Role.ADMIN, now=now
+            session, origin, email=email, display_name=display_name, role=Role.ADMIN, now=now
         )
     elif existing.role != Role.ADMIN or existing.status != UserStatus.PENDING:
         raise Conflict("a user with this email address already exists")
-    return existing, issue_enrollment_code(session, existing, now)
+    return existing, issue_enrollment_code(session, origin, existing, now)
 
 
 def admin_exists(session: Session) -> bool:
@@ -219,29 +237,43 @@ def list_users(session: Session, *, limit: int, offset: int) -> tuple[Sequence[U
     return users, total
 
 
-def update_profile(session: Session, user_id: int, *, display_name: str, now: datetime) -> User:
+def update_profile(
+    session: Session, origin: Origin, user_id: int, *, display_name: str, now: datetime
+) -> User:
     """Change the user's own display name, the only field a user may change about themselves."""
     user = get_user(session, user_id)
     user.display_name = _checked_display_name(display_name)
     user.updated_at = now
+    # The name is the user's own free text, so the record names the field, not the value.
+    record_as(
+        session,
+        origin,
+        AuditEvent.USER_PROFILE_UPDATED,
+        _user_target(user),
+        {"fields": ["display_name"]},
+    )
     return user
 
 
 def update_user(
     session: Session,
     context: IdentityContext,
+    origin: Origin,
     *,
-    actor_id: int | None,
     user_id: int,
     role: Role | None = None,
     status: UserStatus | None = None,
 ) -> User:
-    """Change a user's role or status as an admin (``actor_id``) or the CLI (None).
+    """Change a user's role or status as an admin or the CLI (a system ``origin``).
 
     Nobody changes their own role or status, the last active admin is never demoted or disabled,
     and a pending user becomes active only by enrolling. Disabling ends the user's sessions,
-    access tokens and API tokens at once.
+    access tokens and API tokens at once. A new role is recorded as role:revoked of the old one
+    and role:granted of the new one.
     """
+    actor_id = None
+    if origin.actor.kind is ActorKind.USER and origin.actor.id is not None:
+        actor_id = int(origin.actor.id)
     if status is UserStatus.PENDING:
         raise InvalidInput(
             "status can be set to active or disabled",
@@ -256,9 +288,12 @@ def update_user(
     now = context.now()
     if role is not None and role != user.role:
         log.info("user:role_changed", user_id=user.id, actor_id=actor_id, role=role)
+        target = _user_target(user)
+        record_as(session, origin, AuditEvent.ROLE_REVOKED, target, {"role": user.role})
+        record_as(session, origin, AuditEvent.ROLE_GRANTED, target, {"role": role})
         user.role = role
     if status is not None and status != user.status:
-        _change_status(session, context, user, status, actor_id)
+        _change_status(session, context, origin, user, status)
     user.updated_at = now
     return user
 
@@ -266,7 +301,14 @@ def update_user(
 # --- Enrollment --------------------------------------------------------------------------------
 
 
-async def enroll(database: Database, context: IdentityContext, *, code: str, password: str) -> int:
+async def enroll(
+    database: Database,
+    context: IdentityContext,
+    *,
+    code: str,
+    password: str,
+    request: RequestContext,
+) -> int:
     """Set the first password of a pending user with their enrollment code; return the user id.
 
     Raises AuthenticationFailed for an unknown, used or expired code, and PasswordRejected when
@@ -288,7 +330,9 @@ async def enroll(database: Database, context: IdentityContext, *, code: str, pas
         mfa_required=context.mfa_required_for_everyone,
     )
     password_hash = await hash_password_async(password)
-    await asyncio.to_thread(_activate, database, context, code_hash, pending.id, password_hash)
+    await asyncio.to_thread(
+        _activate, database, context, code_hash, pending.id, password_hash, request
+    )
     return pending.id
 
 
@@ -302,8 +346,13 @@ def _pending_enrollment(
         return _PendingUser(record.user.id, record.user.email, record.user.display_name)
 
 
-def _activate(
-    database: Database, context: IdentityContext, code_hash: str, user_id: int, password_hash: str
+def _activate(  # noqa: PLR0917 - called through asyncio.to_thread, which passes positions
+    database: Database,
+    context: IdentityContext,
+    code_hash: str,
+    user_id: int,
+    password_hash: str,
+    request: RequestContext,
 ) -> None:
     now = context.now()
     with database.transaction() as session:
@@ -314,6 +363,22 @@ def _activate(
         user.password_hash = password_hash
         user.status = UserStatus.ACTIVE
         user.updated_at = now
+        origin = Origin(Actor.user(user_id), request)
+        target = _user_target(user)
+        record_as(
+            session,
+            origin,
+            AuditEvent.USER_PASSWORD_CHANGED,
+            target,
+            {"method": "enrollment_code"},
+        )
+        record_as(
+            session,
+            origin,
+            AuditEvent.USER_STATUS_CHANGED,
+            target,
+            {"from": UserStatus.PENDING, "to": UserStatus.ACTIVE},
+        )
     log.info("user:enrolled", user_id=user_id)
 
 
@@ -682,7 +747,7 @@ def start_totp_enrollment(session: Session, user_id: int) -> TotpEnrollment:
 
 
 def confirm_totp_enrollment(
-    session: Session, context: IdentityContext, user_id: int, code: str
+    session: Session, context: IdentityContext, origin: Origin, user_id: int, code: str
 ) -> list[Secret[str]]:
     """Enable TOTP with the first code from the app; return ten new recovery codes, once."""
     user = get_user(session, user_id)
@@ -705,6 +770,13 @@ def confirm_totp_enrollment(
     user.mfa_enabled_at = now
     user.updated_at = now
     codes = _replace_recovery_codes(session, user, now)
+    record_as(
+        session,
+        origin,
+        AuditEvent.USER_MFA_ENABLED,
+        _user_target(user),
+        {"factor": TOTP_FACTOR, "recovery_codes_issued": len(codes)},
+    )
     log.info("user:mfa_enabled", user_id=user.id)
     return codes
 
@@ -823,16 +895,25 @@ def _check_keeps_an_admin(
 
 
 def _change_status(
-    session: Session,
-    context: IdentityContext,
-    user: User,
-    status: UserStatus,
-    actor_id: int | None,
+    session: Session, context: IdentityContext, origin: Origin, user: User, status: UserStatus
 ) -> None:
+    target = _user_target(user)
+    detail = {"from": user.status, "to": status}
     user.status = status
+    record_as(session, origin, AuditEvent.USER_STATUS_CHANGED, target, detail)
     if status is UserStatus.DISABLED:
-        revoke_all_sessions(session, context, user, RevocationReason.USER_DISABLED)
-        tokens = revoke_all_api_tokens(session, user.id, context.now())
-        log.info("user:disabled", user_id=user.id, actor_id=actor_id, api_tokens_revoked=tokens)
-    else:
-        log.info("user:enabled", user_id=user.id, actor_id=actor_id)
+        revoke_all_sessions(session, context, origin, user, RevocationReason.USER_DISABLED)
+        revoked = revoke_all_api_tokens(session, user.id, context.now())
+        if revoked:
+            record_as(
+                session,
+                origin,
+                AuditEvent.API_TOKEN_REVOKED,
+                target,
+                {"reason": RevocationReason.USER_DISABLED, "revoked": revoked},
+            )
+    log.info("user:status_changed", user_id=user.id, actor=origin.actor.id, status=status)
+
+
+def _user_target(user: User) -> Target:
+    return Target.of("user", user.id)

@@ -7,10 +7,9 @@ the whole session, as RFC 9700 (OAuth 2.0 Security Best Current Practice, sectio
 recommends. A session also ends when it was idle longer than the idle limit or lived longer than
 the absolute limit.
 
-Signing out or revoking a session stops its refresh tokens at once. Access tokens already issued
-for it stay valid until they expire (at most the access token lifetime), because an access token
-names its user but not its session; revoking all of a user's sessions also moves the user's
-not-before time, which ends those access tokens too.
+Signing out or revoking a session stops its refresh tokens at once, and its access tokens too:
+each names its session in the ``sid`` claim, which the authenticator checks on every request.
+Revoking all of a user's sessions also moves the user's not-before time.
 """
 
 from collections.abc import Sequence
@@ -22,6 +21,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from llero.access.permissions import NotAuthenticated
+from llero.audit.context import Actor, Origin, RequestContext, Target
+from llero.audit.events import AuditEvent
+from llero.audit.service import record_as
 from llero.crypto import Secret
 from llero.errors import NotFound
 from llero.identity.context import IdentityContext
@@ -95,11 +97,13 @@ def start_session(
     return _issue_tokens(session, context, user, auth_session, now)
 
 
-def refresh_session(database: Database, context: IdentityContext, token_text: str) -> IssuedTokens:
+def refresh_session(
+    database: Database, context: IdentityContext, token_text: str, request: RequestContext
+) -> IssuedTokens:
     """Exchange a refresh token for new tokens; raise NotAuthenticated when it is not accepted.
 
     Runs its own transaction, because a rejected reuse must still commit the revocation of the
-    session before the error reaches the client.
+    session, and its token:family_revoked audit event, before the error reaches the client.
     """
     try:
         token_hash = parse_refresh_token(token_text)
@@ -107,18 +111,21 @@ def refresh_session(database: Database, context: IdentityContext, token_text: st
         raise NotAuthenticated(f"refresh_token_{error.reason}") from None
 
     with database.transaction() as session:
-        outcome = _rotate(session, context, token_hash)
+        outcome = _rotate(session, context, token_hash, request)
     if isinstance(outcome, str):
         log.info("session:refresh_rejected", reason=outcome)
         raise NotAuthenticated(outcome)
     return outcome
 
 
-def sign_out(session: Session, context: IdentityContext, token_text: str) -> None:
+def sign_out(
+    session: Session, context: IdentityContext, token_text: str, request: RequestContext
+) -> None:
     """Revoke the session of a refresh token, whether or not the token was used already.
 
     An unknown or malformed token changes nothing and raises nothing, so signing out twice is
-    harmless and the response does not tell a valid token from an invalid one.
+    harmless and the response does not tell a valid token from an invalid one. A sign-out is
+    recorded as user:logout by the session's user.
     """
     try:
         token_hash = parse_refresh_token(token_text)
@@ -127,7 +134,15 @@ def sign_out(session: Session, context: IdentityContext, token_text: str) -> Non
     token = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
     if token is None or token.auth_session.revoked_at is not None:
         return
-    _revoke(token.auth_session, context.now(), RevocationReason.SIGNED_OUT)
+    auth_session = token.auth_session
+    _revoke(auth_session, context.now(), RevocationReason.SIGNED_OUT)
+    record_as(
+        session,
+        Origin(Actor.user(auth_session.user_id), request),
+        AuditEvent.USER_LOGOUT,
+        Target.of("session", auth_session.id),
+        {"user_id": auth_session.user_id},
+    )
 
 
 def list_sessions(
@@ -149,32 +164,50 @@ def list_sessions(
 
 
 def revoke_own_session(
-    session: Session, context: IdentityContext, user_id: int, session_id: int
+    session: Session, context: IdentityContext, origin: Origin, user_id: int, session_id: int
 ) -> None:
     """Revoke one of the user's own sessions; another user's session is reported as not found."""
     auth_session = session.get(AuthSession, session_id)
     if auth_session is None or auth_session.user_id != user_id or auth_session.revoked_at:
         raise NotFound(f"session {session_id} not found")
     _revoke(auth_session, context.now(), RevocationReason.REVOKED_BY_USER)
+    _record_revoked(session, origin, auth_session)
 
 
 def revoke_all_sessions(
-    session: Session, context: IdentityContext, user: User, reason: RevocationReason
+    session: Session,
+    context: IdentityContext,
+    origin: Origin,
+    user: User,
+    reason: RevocationReason,
 ) -> int:
-    """Revoke every session of ``user`` and end its access tokens; return how many were open."""
+    """Revoke every session of ``user`` and end its access tokens; return how many were open.
+
+    One session:revoked event on the user records it, even when no session was open, because
+    the access tokens end all the same.
+    """
     now = context.now()
-    # Access tokens carry no session id, so the user's not-before time is what ends them.
+    # Every access token issued before now fails the user's not-before check.
     user.not_before = now
     open_sessions = session.scalars(
         select(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
     ).all()
     for auth_session in open_sessions:
         _revoke(auth_session, now, reason)
+    record_as(
+        session,
+        origin,
+        AuditEvent.SESSION_REVOKED,
+        Target.of("user", user.id),
+        {"reason": reason, "sessions_revoked": len(open_sessions)},
+    )
     log.info("session:all_revoked", user_id=user.id, sessions=len(open_sessions), reason=reason)
     return len(open_sessions)
 
 
-def _rotate(session: Session, context: IdentityContext, token_hash: str) -> IssuedTokens | str:
+def _rotate(
+    session: Session, context: IdentityContext, token_hash: str, request: RequestContext
+) -> IssuedTokens | str:
     """Return new tokens, or the reason the refresh token is rejected."""
     now = context.now()
     # The claim is the first statement, so the transaction takes the write lock before it reads
@@ -191,7 +224,7 @@ def _rotate(session: Session, context: IdentityContext, token_hash: str) -> Issu
 
     auth_session = token.auth_session
     if not claimed:
-        return _reject_reuse(auth_session, now)
+        return _reject_reuse(session, auth_session, now, request)
     if auth_session.revoked_at is not None:
         return "session_revoked"
     if now >= auth_session.idle_expires_at or now >= auth_session.absolute_expires_at:
@@ -205,9 +238,19 @@ def _rotate(session: Session, context: IdentityContext, token_hash: str) -> Issu
     return _issue_tokens(session, context, auth_session.user, auth_session, now)
 
 
-def _reject_reuse(auth_session: AuthSession, now: datetime) -> str:
+def _reject_reuse(
+    session: Session, auth_session: AuthSession, now: datetime, request: RequestContext
+) -> str:
     if auth_session.revoked_at is None:
         _revoke(auth_session, now, RevocationReason.REFRESH_TOKEN_REUSED)
+        # Llero revokes the family itself: the holder of the reused token may be the thief.
+        record_as(
+            session,
+            Origin(Actor.system(), request),
+            AuditEvent.TOKEN_FAMILY_REVOKED,
+            Target.of("session", auth_session.id),
+            {"reason": RevocationReason.REFRESH_TOKEN_REUSED, "user_id": auth_session.user_id},
+        )
         log.warning(
             "token:family_revoked",
             reason=RevocationReason.REFRESH_TOKEN_REUSED,
@@ -228,7 +271,9 @@ def _issue_tokens(
     session.add(
         RefreshToken(session_id=auth_session.id, token_hash=refresh.token_hash, created_at=now)
     )
-    access = context.tokens.issue_access_token(subject=str(user.id), role=user.role)
+    access = context.tokens.issue_access_token(
+        subject=str(user.id), role=user.role, session_id=str(auth_session.id)
+    )
     return IssuedTokens(
         user_id=user.id,
         session_id=auth_session.id,
@@ -246,6 +291,16 @@ def _revoke(auth_session: AuthSession, now: datetime, reason: RevocationReason) 
     auth_session.revoked_reason = reason
     log.info(
         "session:revoked", user_id=auth_session.user_id, session_id=auth_session.id, reason=reason
+    )
+
+
+def _record_revoked(session: Session, origin: Origin, auth_session: AuthSession) -> None:
+    record_as(
+        session,
+        origin,
+        AuditEvent.SESSION_REVOKED,
+        Target.of("session", auth_session.id),
+        {"reason": auth_session.revoked_reason, "user_id": auth_session.user_id},
     )
 
 

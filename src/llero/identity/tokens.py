@@ -51,6 +51,7 @@ __all__ = [
     "TokenNotYetValid",
     "TokenPolicy",
     "TokenRejection",
+    "check_not_revoked",
     "load_signing_key_ring",
     "prune_signing_keys",
     "rotate_signing_key",
@@ -225,7 +226,7 @@ class IssuedAccessToken:
 
 @dataclass(frozen=True)
 class AccessClaims:
-    """The verified claims of an access token."""
+    """The verified claims of an access token; ``session_id`` is None for a token without sid."""
 
     subject: str
     role: str
@@ -233,6 +234,7 @@ class AccessClaims:
     key_id: str
     issued_at: datetime
     expires_at: datetime
+    session_id: str | None = None
 
 
 def _utc_now() -> datetime:
@@ -247,14 +249,21 @@ class AccessTokenService:
         self._keys = keys
         self._clock = clock
 
-    def issue_access_token(self, *, subject: str, role: str) -> IssuedAccessToken:
+    def issue_access_token(
+        self, *, subject: str, role: str, session_id: str | None = None
+    ) -> IssuedAccessToken:
         """Sign an access token for ``subject`` acting with ``role``, valid for the policy lifetime.
+
+        ``session_id`` becomes the ``sid`` claim, so revoking that sign-in session can end the
+        token at once.
 
         ``iat`` has millisecond precision (RFC 7519 allows a non-integer NumericDate) so that a
         revocation and the token issued right after it in the same request stay in order.
         """
         _check_claim_text("subject", subject, MAX_SUBJECT_CHARS)
         _check_claim_text("role", role, MAX_ROLE_CHARS)
+        if session_id is not None:
+            _check_claim_text("session id", session_id, MAX_SUBJECT_CHARS)
 
         issued_ms = _epoch_milliseconds(self._now())
         valid_from = issued_ms // 1000
@@ -271,6 +280,8 @@ class AccessTokenService:
             "exp": expires,
             "jti": token_id,
         }
+        if session_id is not None:
+            payload["sid"] = session_id
         headers = {"kid": self._keys.current_kid, "typ": ACCESS_TOKEN_MEDIA_TYPE}
 
         token = jwt.encode(
@@ -293,7 +304,7 @@ class AccessTokenService:
         claims = self._check_claims(payload, kid)
 
         if not_before_for is not None:
-            _check_not_revoked(claims, not_before_for(claims.subject))
+            check_not_revoked(claims, not_before_for(claims.subject))
         return claims
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
@@ -352,13 +363,19 @@ class AccessTokenService:
             _claim_time(payload, name) for name in ("iat", "nbf", "exp")
         )
 
+        session_id = _claim_text(payload, "sid") if "sid" in payload else None
+
         now = self._now()
         leeway = self.policy.leeway
         if expires_at <= now - leeway:
             raise ExpiredToken(expires_at)
         if valid_from > now + leeway or issued_at > now + leeway:
             raise TokenNotYetValid(max(valid_from, issued_at))
-        return AccessClaims(subject, role, token_id, kid, issued_at, expires_at)
+        return AccessClaims(subject, role, token_id, kid, issued_at, expires_at, session_id)
+
+    def usable_until(self, claims: AccessClaims) -> datetime:
+        """Return the moment from which ``claims`` count as expired, leeway included."""
+        return claims.expires_at + self.policy.leeway
 
 
 def _read_header(token: object) -> dict[str, Any]:
@@ -391,7 +408,8 @@ def _rejection_for(error: jwt.InvalidTokenError) -> TokenRejection:
     )
 
 
-def _check_not_revoked(claims: AccessClaims, not_before: datetime | None) -> None:
+def check_not_revoked(claims: AccessClaims, not_before: datetime | None) -> None:
+    """Raise RevokedToken when the token was issued before ``not_before``, to the millisecond."""
     if not_before is None:
         return
     if not_before.tzinfo is None:
