@@ -99,7 +99,7 @@ ACCOUNT_QUERY = (
 )
 
 # Verified access tokens, so a token's Ed25519 signature is checked once, not on every request.
-# An entry holds about 1 KiB, so the cache stays under about 4 MiB.
+# An entry takes about 1 KiB (an estimate), so the cache stays under about 4 MiB.
 TOKEN_CACHE_SIZE = 4096
 
 
