@@ -220,7 +220,7 @@ def _sign_up(
         user = _find_user(session, email)
         if user is None:
             user = create_user(
-                session, email=email, display_name=display_name, role=SIGNUP_ROLE, now=now
+                session, origin, email=email, display_name=display_name, role=SIGNUP_ROLE, now=now
             )
             record_as(session, origin, AuditEvent.USER_SIGNED_UP, _user_target(user))
         elif not _awaits_verification(session, user):
@@ -289,7 +289,9 @@ def invite_user(
     """
     require_mail(settings, "inviting a user")
     now = context.now()
-    user = create_user(session, email=email, display_name=display_name, role=role, now=now)
+    user = create_user(
+        session, origin, email=email, display_name=display_name, role=role, now=now
+    )
     record_as(session, origin, AuditEvent.USER_INVITED, _user_target(user), {"role": str(role)})
     return _invitation(session, settings, user, now)
 
@@ -484,7 +486,7 @@ def _store_password(
             # An attacker who knew the old password may hold sessions, so they all end, and the
             # access tokens with them.
             detail["sessions_revoked"] = revoke_all_sessions(
-                session, context, user, RevocationReason.PASSWORD_RESET
+                session, context, origin, user, RevocationReason.PASSWORD_RESET
             )
             _end_unused_tokens(session, user_id, activation.purpose, now)
         record_as(session, origin, activation.event, _user_target(user), detail or None)

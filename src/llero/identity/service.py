@@ -43,6 +43,7 @@ from llero.identity.mfa import (
 )
 from llero.identity.models import (
     DISPLAY_NAME_MAX,
+    EMAIL_MAX,
     OneTimePurpose,
     OneTimeToken,
     RecoveryCode,
