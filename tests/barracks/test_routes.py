@@ -441,9 +441,7 @@ def test_delete_one_tool_not_in_toolkit_404(client: TestClient, tool_ids: ToolId
 # Status.
 
 
-@pytest.mark.parametrize(
-    ("status", "runnable"), [("active", True), ("disabled", False), ("quarantined", False)]
-)
+@pytest.mark.parametrize(("status", "runnable"), [("active", True), ("disabled", False)])
 def test_put_status_sets_status(client: TestClient, status: str, runnable: bool) -> None:
     agent = create(client, status="disabled" if status == "active" else "active")
 
@@ -453,6 +451,15 @@ def test_put_status_sets_status(client: TestClient, status: str, runnable: bool)
     assert response.json()["status"] == status
     assert response.json()["runnable"] is runnable
     assert client.get(f"{AGENTS}/{agent['id']}").json()["status"] == status
+
+
+def test_put_status_cannot_quarantine(client: TestClient) -> None:
+    agent = create(client)
+
+    response = client.put(f"{AGENTS}/{agent['id']}/status", json={"status": "quarantined"})
+
+    assert_error(response, 409, "refused")
+    assert client.get(f"{AGENTS}/{agent['id']}").json()["status"] == "active"
 
 
 @pytest.mark.parametrize(

@@ -301,7 +301,7 @@ def test_update_agent_unknown_field_rejected(database: Database) -> None:
     assert raised.value.details[0].field == "status"
 
 
-@pytest.mark.parametrize("status", list(AgentStatus))
+@pytest.mark.parametrize("status", [AgentStatus.ACTIVE, AgentStatus.DISABLED])
 def test_set_status_stores_each_status(database: Database, status: AgentStatus) -> None:
     agent_id = create(database, status=AgentStatus.DISABLED if status == "active" else "active")
 
@@ -312,6 +312,22 @@ def test_set_status_stores_each_status(database: Database, status: AgentStatus) 
         agent = service.get_agent(session, SYSTEM, agent_id)
         assert agent.status == status
         assert is_runnable(agent, NOW) is (status == AgentStatus.ACTIVE)
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [(AgentStatus.ACTIVE, AgentStatus.QUARANTINED), (AgentStatus.QUARANTINED, AgentStatus.ACTIVE)],
+)
+def test_set_status_refuses_quarantine_changes(
+    database: Database, start: AgentStatus, target: AgentStatus
+) -> None:
+    agent_id = create(database, status=start)
+
+    with database.transaction() as session, pytest.raises(Refused):
+        service.set_status(session, agent_id, target)
+
+    with database.reader() as session:
+        assert service.get_agent(session, agent_id).status == start
 
 
 # Toolkits.

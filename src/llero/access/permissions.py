@@ -19,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from llero.errors import LleroError
 
 PERMISSION_ATTRIBUTE = "__llero_permission__"
+# Methods that change nothing, and so stay open to everyone during a lockdown.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 log = structlog.get_logger("llero.access")
 
@@ -26,7 +28,9 @@ log = structlog.get_logger("llero.access")
 class Permission(StrEnum):
     AGENT_CREATE = "agent:create"
     AGENT_DELETE = "agent:delete"
+    AGENT_QUARANTINE = "agent:quarantine"
     AGENT_READ = "agent:read"
+    AGENT_RELEASE = "agent:release"
     AGENT_SHARE = "agent:share"
     AGENT_UPDATE = "agent:update"
     AGENT_UPDATE_STATUS = "agent:update_status"
@@ -63,7 +67,10 @@ class Permission(StrEnum):
     EGRESS_READ = "egress:read"
     EGRESS_UPDATE = "egress:update"
     HEALTH_READ = "health:read"
+    INCIDENT_REVOKE_ALL = "incident:revoke_all"
     JWKS_READ = "jwks:read"
+    LOCKDOWN_READ = "lockdown:read"
+    LOCKDOWN_UPDATE = "lockdown:update"
     PROFILE_READ = "profile:read"
     PROFILE_UPDATE = "profile:update"
     PROVIDER_CREATE = "provider:create"
@@ -76,6 +83,7 @@ class Permission(StrEnum):
     SECRET_READ = "secret:read"  # noqa: S105 - a permission name, not a secret
     SECRET_REVOKE = "secret:revoke"  # noqa: S105 - a permission name, not a secret
     SECRET_ROTATE = "secret:rotate"  # noqa: S105 - a permission name, not a secret
+    SIGNING_KEY_ROTATE = "signing_key:rotate"
     TOOL_CREATE = "tool:create"
     TOOL_DELETE = "tool:delete"
     TOOL_EXPORT = "tool:export"
@@ -148,6 +156,8 @@ class Principal:
     permissions: frozenset[Permission]
     token_kind: TokenKind
     mfa_enrollment_required: bool = False
+    # The system is in lockdown and the caller is not an admin, so only safe methods pass.
+    read_only: bool = False
 
 
 class NotAuthenticated(LleroError):
@@ -176,6 +186,18 @@ class MfaEnrollmentRequired(PermissionDenied):
 
     def __init__(self) -> None:
         super().__init__("enroll a second factor first: POST /api/auth/mfa/totp")
+
+
+class LockedDown(LleroError):
+    """The system is in lockdown: until an admin lifts it, only admins may change anything."""
+
+    code = "locked_down"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Llero is in lockdown: only admins can make changes until an admin lifts it; "
+            "reading still works"
+        )
 
 
 class Authenticator(Protocol):
@@ -238,6 +260,9 @@ def requires(permission: Permission) -> Any:
         if limiter is not None:
             await limiter.after_authentication(request, permission, principal)
         authorize(principal, permission)
+        if principal.read_only and request.method not in SAFE_METHODS:
+            log.info("auth:denied", reason="lockdown", user_id=principal.user_id)
+            raise LockedDown
         request.state.principal = principal
 
     setattr(check_permission, PERMISSION_ATTRIBUTE, permission)

@@ -88,8 +88,15 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
 )
 
 # Permissions an API token can never carry: a leaked token must not mint further tokens that
-# outlive it, nor replace its owner's second factor.
-NOT_DELEGABLE = frozenset({Permission.API_TOKEN_CREATE, Permission.AUTH_MFA_ENROLL})
+# outlive it, nor replace its owner's second factor, nor lift the containment of an incident.
+NOT_DELEGABLE = frozenset(
+    {
+        Permission.AGENT_RELEASE,
+        Permission.API_TOKEN_CREATE,
+        Permission.AUTH_MFA_ENROLL,
+        Permission.LOCKDOWN_UPDATE,
+    }
+)
 
 
 def permissions_of(role: str) -> frozenset[Permission]:

@@ -12,6 +12,7 @@ class AuditEvent(StrEnum):
     AGENT_CREATED = "agent:created"
     AGENT_DELETED = "agent:deleted"
     AGENT_QUARANTINED = "agent:quarantined"
+    AGENT_RELEASED = "agent:released"
     AGENT_SHARED = "agent:shared"
     AGENT_STATUS_CHANGED = "agent:status_changed"
     AGENT_UNSHARED = "agent:unshared"
@@ -49,6 +50,7 @@ class AuditEvent(StrEnum):
     SECRET_VERSION_DESTROYED = "secret:version_destroyed"  # noqa: S105 - an event name
     SESSION_REVOKED = "session:revoked"
     SETTINGS_CHANGED = "settings:changed"
+    SIGNING_KEY_ROTATED = "signing_key:rotated"
     TOKEN_FAMILY_REVOKED = "token:family_revoked"  # noqa: S105 - an event name, not a token
     TOOL_CREATED = "tool:created"
     TOOL_DELETED = "tool:deleted"

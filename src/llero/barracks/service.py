@@ -543,24 +543,32 @@ def delete_agent(session: Session, caller: Caller, agent_id: int) -> None:
 
 
 def set_status(session: Session, caller: Caller, agent_id: int, status: AgentStatus) -> Agent:
-    """Set the status of an agent."""
-    # NOTE: quarantined differs from disabled only in name so far. Neither is runnable, and
-    # nothing yet limits who may lift a quarantine beyond the route's own permission.
+    """Set the status of an agent to active or disabled.
+
+    Quarantine is entered and lifted only through barracks.quarantine, which records who did it
+    and why, so this refuses any change into or out of it.
+    """
     checked = _check_status(status)
     agent = get_agent_to_change(session, caller, agent_id)
     if agent.status == checked:
         return agent
+    if AgentStatus.QUARANTINED in (checked, agent.status):
+        raise Refused(
+            f"agent {agent.id}: quarantine is set and lifted only with POST "
+            f"/api/agents/{agent.id}/quarantine and /release (or `llero agents`)"
+        )
 
     previous = agent.status
     agent.status = checked
     _touch(agent)
     session.flush()
-    event = (
-        AuditEvent.AGENT_QUARANTINED
-        if checked == AgentStatus.QUARANTINED
-        else AuditEvent.AGENT_STATUS_CHANGED
+    _record(
+        session,
+        caller,
+        AuditEvent.AGENT_STATUS_CHANGED,
+        agent.id,
+        {"previous": str(previous), "status": str(checked)},
     )
-    _record(session, caller, event, agent.id, {"previous": str(previous), "status": str(checked)})
     log.info("agent_status_changed", agent_id=agent.id, previous=previous, status=checked)
     return agent
 

@@ -2,7 +2,8 @@
 
 import click
 
-from llero.identity.signing_keys import rotate_signing_key
+from llero.cli.database import CLI_ORIGIN, audited_transaction, cli_settings
+from llero.incident.service import rotate_signing
 
 
 @click.group()
@@ -11,15 +12,14 @@ def keys() -> None:
 
 
 @keys.command(name="rotate-signing")
-def rotate_signing() -> None:
+def rotate_signing_command() -> None:
     """Make a new access token signing key the current one.
 
     Tokens signed by the previous keys keep verifying until they expire. Restart every
     `llero serve` process afterwards: a process that still has the old key ring rejects tokens
-    signed with the new key.
+    signed with the new key. The rotation is recorded as signing_key:rotated.
     """
-    from llero.cli.main import settings_from  # noqa: PLC0415 - main imports this module
-
-    settings = settings_from(click.get_current_context())
-    kid = rotate_signing_key(settings.keys_dir)
+    settings = cli_settings()
+    with audited_transaction(settings) as session:
+        kid, _ = rotate_signing(session, CLI_ORIGIN, settings.keys_dir)
     click.echo(f"new signing key {kid} is current; restart llero serve to use it")

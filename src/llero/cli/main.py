@@ -14,7 +14,9 @@ import uvicorn
 from sqlalchemy.exc import OperationalError
 
 from llero.audit.keys import attach_keys, load_audit_keys
+from llero.cli.agents import agents
 from llero.cli.audit import audit
+from llero.cli.incident import incident
 from llero.cli.keys import keys
 from llero.cli.secrets import secrets
 from llero.cli.tools import tools
@@ -211,6 +213,8 @@ cli.add_command(audit)
 cli.add_command(users)
 cli.add_command(keys)
 cli.add_command(secrets)
+cli.add_command(incident)
+cli.add_command(agents)
 
 
 def main() -> None:

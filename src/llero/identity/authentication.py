@@ -1,7 +1,7 @@
 """Authenticate a request from its bearer token or its session cookie.
 
 Three credentials are accepted, each checked against the database on every request, so a disabled
-user or a revoked token stops working at once:
+user, a revoked token or a system-wide revocation (`llero incident revoke-all`) stops it at once:
 
 - ``Authorization: Bearer <access token>``: a JWT from sign-in or refresh.
 - ``Authorization: Bearer llero_pat_...``: a personal API token, limited to its scopes.
@@ -33,7 +33,7 @@ from llero.access.permissions import (
     Principal,
     TokenKind,
 )
-from llero.access.roles import permissions_of
+from llero.access.roles import Role, permissions_of
 from llero.crypto import constant_time_equals
 from llero.identity.api_tokens import (
     LAST_USE_PRECISION,
@@ -50,6 +50,7 @@ from llero.identity.tokens import (
     InvalidToken,
     check_not_revoked,
 )
+from llero.incident.models import STATE_ROW_ID, SystemState
 from llero.storage.db import Database
 
 log = structlog.get_logger("llero.identity")
@@ -65,22 +66,36 @@ USER_ID_MAX = 2**31 - 1
 
 @dataclass(frozen=True)
 class AccountState:
-    """The columns of a user that decide whether a credential of theirs is accepted."""
+    """The columns of a user, and of the system state, that decide whether a credential of
+    theirs is accepted and what it may do."""
 
     id: int
     role: str
     status: str
     not_before: datetime | None
     mfa_enabled: bool
+    # Set by `llero incident revoke-all`: no access token issued before it is accepted.
+    system_not_before: datetime | None = None
+    lockdown: bool | None = None
 
     @classmethod
-    def of(cls, user: User) -> "AccountState":
-        return cls(user.id, user.role, user.status, user.not_before, user.mfa_enabled)
+    def of(cls, user: User, system: tuple[datetime | None, bool | None]) -> "AccountState":
+        return cls(user.id, user.role, user.status, user.not_before, user.mfa_enabled, *system)
+
+    @property
+    def revoked_before(self) -> datetime | None:
+        """Return the later of the user's and the system's not-before times."""
+        times = [time for time in (self.not_before, self.system_not_before) if time is not None]
+        return max(times, default=None)
 
 
-# This runs on every request, so it reads the user and the token's session with one prepared
-# statement instead of loading them through the ORM. session_user_id is NULL when the session
-# does not exist or belongs to another user.
+SYSTEM_STATE_QUERY = select(SystemState.tokens_not_before, SystemState.lockdown).where(
+    SystemState.id == STATE_ROW_ID
+)
+
+# This runs on every request, so it reads the user, the token's session and the system state
+# with one prepared statement instead of loading them through the ORM. session_user_id is NULL
+# when the session does not exist or belongs to another user.
 ACCOUNT_QUERY = (
     select(
         User.id,
@@ -90,6 +105,12 @@ ACCOUNT_QUERY = (
         User.totp_seed_envelope.is_not(None).label("mfa_enabled"),
         AuthSession.user_id.label("session_user_id"),
         AuthSession.revoked_at.label("session_revoked_at"),
+        SYSTEM_STATE_QUERY.with_only_columns(SystemState.tokens_not_before)
+        .scalar_subquery()
+        .label("system_not_before"),
+        SYSTEM_STATE_QUERY.with_only_columns(SystemState.lockdown)
+        .scalar_subquery()
+        .label("lockdown"),
     )
     .outerjoin(
         AuthSession,
@@ -199,15 +220,23 @@ class RequestAuthenticator:
         row = self._account_row(claims)
         if row is None:
             raise NotAuthenticated("unknown_user")
+        account = AccountState(
+            row.id,
+            row.role,
+            row.status,
+            row.not_before,
+            row.mfa_enabled,
+            row.system_not_before,
+            row.lockdown,
+        )
         try:
-            check_not_revoked(claims, row.not_before)
+            check_not_revoked(claims, account.revoked_before)
         except InvalidToken as error:
             raise NotAuthenticated(f"access_token_{error.reason}") from None
         if row.session_user_id is None:
             raise NotAuthenticated("unknown_session")
         if row.session_revoked_at is not None:
             raise NotAuthenticated("session_revoked")
-        account = AccountState(row.id, row.role, row.status, row.not_before, row.mfa_enabled)
         return self._principal(account, kind, None)
 
     def _account_row(self, claims: AccessClaims) -> Any:
@@ -233,8 +262,11 @@ class RequestAuthenticator:
             found = find_usable_api_token(session, token_hash, now)
             if isinstance(found, str):
                 raise NotAuthenticated(found)
+            system = session.execute(SYSTEM_STATE_QUERY).first()
             principal = self._principal(
-                AccountState.of(found.user), TokenKind.API_TOKEN, granted_scopes(found)
+                AccountState.of(found.user, (system[0], system[1]) if system else (None, None)),
+                TokenKind.API_TOKEN,
+                granted_scopes(found),
             )
             token_id, last_used_at = found.id, found.last_used_at
 
@@ -260,6 +292,7 @@ class RequestAuthenticator:
             mfa_enrollment_required=(
                 self.context.mfa_required(account.role) and not account.mfa_enabled
             ),
+            read_only=bool(account.lockdown) and account.role != Role.ADMIN,
         )
 
 

@@ -43,6 +43,8 @@ class UserStatus(StrEnum):
 
 class RevocationReason(StrEnum):
     EXPIRED = "expired"
+    # `llero incident revoke-all` or its admin call ended every session at once.
+    INCIDENT = "incident"
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a reason code, not a password
     REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a reason code, not a token
     REVOKED_BY_ADMIN = "revoked_by_admin"

@@ -10,6 +10,7 @@ from llero.barracks import models as barracks_models
 from llero.command import models as command_models
 from llero.forge import models as forge_models
 from llero.identity import models as identity_models
+from llero.incident import models as incident_models
 from llero.storage.base import Base
 from llero.vault import models as vault_models
 
@@ -25,6 +26,7 @@ MODEL_MODULES = (
     budget_models,
     allowlist_models,
     academy_models,
+    incident_models,
 )
 
 metadata = Base.metadata

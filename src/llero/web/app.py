@@ -22,6 +22,7 @@ from llero.config.settings import KekSourceKind, Settings
 from llero.forge.routes import router as forge_router
 from llero.identity.email_routes import router as email_router
 from llero.identity.routes import mount as mount_identity
+from llero.incident.routes import router as incident_router
 from llero.logs import ensure_logging, get_logger
 from llero.storage.db import Database
 from llero.vault.backends import build_value_store
@@ -111,6 +112,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     academy = LiveAcademy(settings, app.state.database, app.state.vault)
     app.state.command_engine = Engine(app.state.database, app.state.keyring, academy)
     app.include_router(audit_router, prefix="/api")
+    app.include_router(incident_router, prefix="/api")
 
     # Starlette runs the middleware added last first, so this list reads innermost to outermost.
     app.add_middleware(SealedVaultMiddleware, keyring=app.state.keyring)

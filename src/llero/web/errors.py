@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llero.access.permissions import NotAuthenticated, PermissionDenied
+from llero.access.permissions import LockedDown, NotAuthenticated, PermissionDenied
 from llero.errors import (
     Conflict,
     InvalidInput,
@@ -41,6 +41,8 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     NotAuthenticated: 401,
     AuthenticationFailed: 401,
     InvalidToken: 401,
+    # RFC 4918's 423 Locked: the resource is fine but locked against change for now.
+    LockedDown: 423,
     PermissionDenied: 403,
     UnsealRejected: 403,
     InvalidInput: 422,

@@ -1,0 +1,48 @@
+"""The audited database transaction that CLI commands changing state run in."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from sqlalchemy.orm import Session
+
+from llero.audit.context import Origin
+from llero.audit.keys import attach_keys, load_audit_keys
+from llero.config.settings import Settings
+from llero.logs import ensure_logging
+from llero.storage import migrate
+from llero.storage.db import Database
+
+# Who the CLI acts as in the audit trail, since no user signs in to it.
+CLI_ORIGIN = Origin.system("cli")
+
+
+def cli_settings() -> Settings:
+    """Load the settings of the running command and send the service logs to stderr."""
+    # Imported here because llero.cli.main imports the command modules that use this one.
+    from llero.cli.main import settings_from  # noqa: PLC0415
+
+    settings = settings_from(click.get_current_context())
+    ensure_logging(settings)
+    return settings
+
+
+@contextmanager
+def audited_transaction(settings: Settings) -> Iterator[Session]:
+    """Yield a session on the migrated database with the audit keys attached.
+
+    Commits on success and rolls back on any error, audit failures included. Raises
+    KeyFileError when data/keys/audit.key is unusable, before anything is changed.
+    """
+    from llero.cli.main import fail  # noqa: PLC0415 - same reason as in cli_settings
+
+    keys = load_audit_keys(settings.keys_dir)
+    database = Database(settings.resolved_database_url)
+    try:
+        if migrate.current_revision(database.engine) != migrate.head_revision():
+            fail("the database is not at the latest migration; run `llero init` or `llero migrate`")
+        with database.transaction() as session:
+            attach_keys(session, keys)
+            yield session
+    finally:
+        database.dispose()

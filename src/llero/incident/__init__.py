@@ -1,0 +1,1 @@
+"""Incident response: revoke every credential at once, lock the system down, and alert admins."""
