@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from llero.config.keyfiles import (
     AUDIT_KEY,
+    BACKUP_KEY,
     INDEX_KEY,
     MASTER_KEY,
     SIGNING_KEY,
@@ -26,7 +27,7 @@ from llero.config.keyfiles import (
 )
 from llero.errors import KeyFileError
 
-KEY_NAMES = (MASTER_KEY, AUDIT_KEY, INDEX_KEY, SIGNING_KEY)
+KEY_NAMES = (MASTER_KEY, AUDIT_KEY, INDEX_KEY, BACKUP_KEY, SIGNING_KEY)
 
 
 def _mode(path: Path) -> int:

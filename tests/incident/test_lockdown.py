@@ -14,7 +14,8 @@ from tests.incident.helpers import audit_records, create_agent
 
 LOCKDOWN = "/api/incident/lockdown"
 LOCKED_MESSAGE = (
-    "Llero is in lockdown: only admins can make changes until an admin lifts it; reading still works"
+    "Llero is in lockdown: only admins can make changes until an admin lifts it; "
+    "reading still works"
 )
 
 

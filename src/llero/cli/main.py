@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from llero.audit.keys import attach_keys, load_audit_keys
 from llero.cli.agents import agents
 from llero.cli.audit import audit
+from llero.cli.backup import backup, restore
 from llero.cli.incident import incident
 from llero.cli.keys import keys
 from llero.cli.secrets import secrets
@@ -215,6 +216,8 @@ cli.add_command(keys)
 cli.add_command(secrets)
 cli.add_command(incident)
 cli.add_command(agents)
+cli.add_command(backup)
+cli.add_command(restore)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ AUDIT_KEY = "audit.key"
 # The HMAC key of blind indexes (llero.vault.fields), kept apart from the KEKs because rotating it
 # would mean recomputing every index.
 INDEX_KEY = "index.key"
+# Encrypts backups. Backups carry every other key file, so this one must be kept apart from them.
+BACKUP_KEY = "backup.key"
 SIGNING_KEY = "signing-ed25519.pem"
 
 SYMMETRIC_KEY_BYTES = 32
@@ -106,7 +108,8 @@ def create_key_files(keys_dir: Path, *, master_key: bool = True) -> list[Path]:
     """
     make_private_dir(keys_dir)
     created = []
-    names = (MASTER_KEY, AUDIT_KEY, INDEX_KEY) if master_key else (AUDIT_KEY, INDEX_KEY)
+    shared = (AUDIT_KEY, INDEX_KEY, BACKUP_KEY)
+    names = (MASTER_KEY, *shared) if master_key else shared
     for name in names:
         path = keys_dir / name
         if not path.exists():
@@ -140,4 +143,8 @@ def check_key_files(keys_dir: Path, *, master_key: bool = True) -> None:
         read_symmetric_key(master_key_file)
     read_symmetric_key(keys_dir / AUDIT_KEY)
     read_symmetric_key(keys_dir / INDEX_KEY)
+    # The server never uses the backup key, and LLERO_BACKUP_KEY may replace it, so it may be
+    # missing; but a copy that others can read is treated as leaked.
+    if (keys_dir / BACKUP_KEY).exists():
+        read_symmetric_key(keys_dir / BACKUP_KEY)
     load_signing_key_ring(keys_dir)

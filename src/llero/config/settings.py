@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     # The vault's base key-encryption key, base64 of 32 random bytes. When set, the vault uses it
     # instead of data/keys/master.key, so the key can stay out of the data directory and backups.
     master_key: SecretStr | None = Field(default=None, repr=False)
+    # The key that encrypts backups, base64 of 32 random bytes, in place of data/keys/backup.key.
+    backup_key: SecretStr | None = Field(default=None, repr=False)
 
     # Where secret values live, and where the base KEK comes from. Metadata, grants and audit
     # records stay in the database either way (see docs/vault-backends.md).
@@ -343,9 +345,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("master_key")
+    @field_validator("master_key", "backup_key")
     @classmethod
-    def _master_key_is_256_bits(cls, value: SecretStr | None) -> SecretStr | None:
+    def _key_is_256_bits(cls, value: SecretStr | None) -> SecretStr | None:
         # The messages never contain the value, which is a key.
         if value is None:
             return None

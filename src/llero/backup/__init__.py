@@ -1,0 +1,1 @@
+"""Encrypted backups: a consistent database snapshot and the key files, and their restore."""
