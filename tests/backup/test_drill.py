@@ -87,6 +87,7 @@ def _restore_environ(tmp_path: Path, restore_url: str) -> dict[str, str]:
 
 
 def test_restore_drill_serves_same_data(
+    *,
     environ: dict[str, str],
     client: TestClient,
     app: FastAPI,
@@ -126,6 +127,7 @@ def test_restore_drill_serves_same_data(
 
 
 def test_backup_contains_no_planted_values(
+    *,
     environ: dict[str, str],
     client: TestClient,
     app: FastAPI,

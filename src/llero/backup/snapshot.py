@@ -9,7 +9,8 @@ line, where any local user could read it from the process list.
 import os
 import shutil
 import sqlite3
-import subprocess  # nosec B404 - runs pg_dump and pg_restore by argument vector, never a shell
+# pg_dump and pg_restore run by argument vector, never through a shell.
+import subprocess  # nosec B404
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,10 +73,12 @@ def postgres_dump(database_url: str) -> Iterator[IO[bytes]]:
     """Yield the stdout of pg_dump in its custom format; raise SnapshotFailed if it fails."""
     url = make_url(database_url)
     command = [_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges"]
-    with subprocess.Popen(  # noqa: S603  # nosec B603 - fixed program, arguments from settings
+    # A fixed program with arguments taken from the parsed database URL.
+    with subprocess.Popen(  # noqa: S603  # nosec B603
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_postgres_environment(url)
     ) as process:
-        assert process.stdout is not None  # noqa: S101 - set by stdout=PIPE
+        if process.stdout is None:
+            raise SnapshotFailed("pg_dump started without an output pipe")
         try:
             yield process.stdout
         except BaseException:
@@ -102,14 +105,16 @@ def postgres_restore(database_url: str) -> Iterator[IO[bytes]]:
         "--single-transaction",
         f"--dbname={url.database}",
     ]
-    with subprocess.Popen(  # noqa: S603  # nosec B603 - fixed program, arguments from settings
+    # A fixed program with arguments taken from the parsed database URL.
+    with subprocess.Popen(  # noqa: S603  # nosec B603
         command,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=_postgres_environment(url),
     ) as process:
-        assert process.stdin is not None  # noqa: S101 - set by stdin=PIPE
+        if process.stdin is None:
+            raise SnapshotFailed("pg_restore started without an input pipe")
         try:
             yield process.stdin
             process.stdin.close()
