@@ -66,9 +66,7 @@ def test_revoke_all_ends_api_tokens(
     assert anonymous_client.get("/api/tools", headers=bearer(created["token"])).status_code == 401
 
 
-def test_revoke_all_ends_enrollment_codes(
-    client: TestClient, anonymous_client: TestClient
-) -> None:
+def test_revoke_all_ends_enrollment_codes(client: TestClient, anonymous_client: TestClient) -> None:
     created = client.post(
         "/api/users", json={"email": "new@example.com", "display_name": "", "role": "viewer"}
     ).json()

@@ -2,14 +2,14 @@
 
 Both read one consistent view of the database while the server keeps running: SQLite's backup
 copies the pages of one read transaction, and pg_dump works inside one repeatable-read
-transaction. The PostgreSQL tools get the password through PGPASSWORD, never on their command
-line, where any local user could read it from the process list.
+transaction. The PostgreSQL tools run by argument vector, never through a shell, and get the
+password through PGPASSWORD, never on their command line, where any local user could read it
+from the process list.
 """
 
 import os
 import shutil
 import sqlite3
-# pg_dump and pg_restore run by argument vector, never through a shell.
 import subprocess  # nosec B404
 from collections.abc import Iterator
 from contextlib import contextmanager

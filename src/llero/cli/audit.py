@@ -32,6 +32,7 @@ from llero.audit.service import (
 )
 from llero.config.settings import Settings
 from llero.errors import InvalidInput
+from llero.incident.alerts import security_alerts_from
 from llero.storage import migrate
 from llero.storage.db import Database
 
@@ -126,11 +127,14 @@ def verify(start: int | None, end: int | None, jobs: int) -> None:
         result = verify_chain_in_parallel(
             settings.resolved_database_url, settings.keys_dir, jobs=jobs, start=start, end=end
         )
-    _report(result)
+    _report(result, settings)
 
 
-def _report(result: VerifyResult) -> None:
+def _report(result: VerifyResult, settings: Settings) -> None:
     if result.broken is not None:
+        alerts = security_alerts_from(settings)
+        alerts.audit_chain_broken(result.broken.sequence, str(result.broken.reason))
+        alerts.close()
         where = (
             "the chain head"
             if result.broken.sequence is None

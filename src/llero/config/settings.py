@@ -162,6 +162,16 @@ class Settings(BaseSettings):
     egress_allowed_hosts: CommaList = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
     egress_allowed_endpoints: CommaList = Field(default_factory=list)
 
+    # Security alerts: a signed JSON POST to this https URL (see llero.incident.alerts).
+    alert_webhook_url: str | None = None
+    # The HMAC key of the alert signatures, at least 32 characters; or data/keys/alert-webhook.key.
+    alert_webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    # Loopback host:port endpoints that may receive alerts over plain http, for a local relay.
+    alert_webhook_loopback: CommaList = Field(default_factory=list)
+    # A burst of this many failed sign-ins within the window raises one alert.
+    alert_sign_in_failures: int = Field(default=20, ge=2, le=100_000)
+    alert_sign_in_window_seconds: int = Field(default=300, ge=10, le=86_400)
+
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
     # A file that gets JSON lines besides standard error, created mode 0600. It is rotated when
@@ -229,7 +239,13 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     smtp_timeout_seconds: int = Field(default=10, ge=1, le=120)
 
-    @field_validator("trusted_proxies", "allowed_hosts", "allowed_origins", mode="before")
+    @field_validator(
+        "trusted_proxies",
+        "allowed_hosts",
+        "allowed_origins",
+        "alert_webhook_loopback",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)

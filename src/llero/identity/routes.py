@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 
-from llero.access.permissions import Permission, principal_of, requires
+from llero.access.permissions import NotAuthenticated, Permission, principal_of, requires
 from llero.config.settings import Settings
 from llero.crypto import random_token
 from llero.identity import api_tokens, service, sessions
 from llero.identity.authentication import CSRF_COOKIE, SESSION_COOKIE, RequestAuthenticator
 from llero.identity.context import IdentityContext
+from llero.identity.errors import AuthenticationFailed
 from llero.identity.models import RevocationReason, UserStatus
 from llero.identity.schemas import (
     ApiTokenCreate,
@@ -87,14 +88,18 @@ async def sign_in(
     request: Request, response: Response, context: IdentityDep, body: SignInRequest
 ) -> SignedIn | MfaRequired:
     """Sign in with email and password; return tokens or a second-factor challenge."""
-    outcome = await service.sign_in(
-        get_database(request),
-        context,
-        email=body.email,
-        password=body.password,
-        client=_client_of(request),
-        request=audit_context(request),
-    )
+    try:
+        outcome = await service.sign_in(
+            get_database(request),
+            context,
+            email=body.email,
+            password=body.password,
+            client=_client_of(request),
+            request=audit_context(request),
+        )
+    except AuthenticationFailed:
+        request.app.state.alerts.sign_in_failed(context.now())
+        raise
     if isinstance(outcome, service.MfaChallenge):
         return MfaRequired(
             challenge=outcome.challenge.reveal(), challenge_expires_at=outcome.expires_at
@@ -112,15 +117,18 @@ def sign_in_second_factor(
     request: Request, response: Response, context: IdentityDep, body: SignInMfaRequest
 ) -> SignedIn:
     """Finish a sign-in with a TOTP code or a recovery code."""
-    issued = service.complete_mfa_sign_in(
-        get_database(request),
-        context,
-        challenge=body.challenge,
-        code=body.code,
-        recovery_code=body.recovery_code,
-        client=_client_of(request),
-        request=audit_context(request),
-    )
+    try:
+        outcome = await service.sign_in(
+            get_database(request),
+            context,
+            email=body.email,
+            password=body.password,
+            client=_client_of(request),
+            request=audit_context(request),
+        )
+    except AuthenticationFailed:
+        request.app.state.alerts.sign_in_failed(context.now())
+        raise
     return _signed_in(response, context, issued, body.session_cookie)
 
 
@@ -134,9 +142,14 @@ def refresh(
     request: Request, response: Response, context: IdentityDep, body: RefreshRequest
 ) -> SignedIn:
     """Exchange a refresh token for new tokens; the presented one can never be used again."""
-    issued = sessions.refresh_session(
-        get_database(request), context, body.refresh_token, audit_context(request)
-    )
+    try:
+        issued = sessions.refresh_session(
+            get_database(request), context, body.refresh_token, audit_context(request)
+        )
+    except NotAuthenticated as error:
+        if error.reason == RevocationReason.REFRESH_TOKEN_REUSED:
+            request.app.state.alerts.refresh_token_reused()
+        raise
     return _signed_in(response, context, issued, body.session_cookie)
 
 

@@ -79,6 +79,7 @@ def quarantine_agent(
     agent = quarantine.quarantine_agent(
         session, origin_of(request), agent_id, reason=body.reason, now=now
     )
+    request.app.state.alerts.agent_quarantined(agent.id, agent.name)
     return AgentDetail.of(agent, now)
 
 

@@ -22,6 +22,7 @@ from llero.config.settings import KekSourceKind, Settings
 from llero.forge.routes import router as forge_router
 from llero.identity.email_routes import router as email_router
 from llero.identity.routes import mount as mount_identity
+from llero.incident.alerts import security_alerts_from
 from llero.incident.routes import router as incident_router
 from llero.logs import ensure_logging, get_logger
 from llero.storage.db import Database
@@ -94,6 +95,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
 
     if settings.rate_limit_enabled:
         app.state.rate_limiter = RequestLimits(RateLimiter.from_settings(settings))
+    # Security alerts leave on a background thread; without a webhook they are only logged.
+    app.state.alerts = security_alerts_from(settings)
 
     install_error_handlers(app)
     mount_identity(app, settings)
