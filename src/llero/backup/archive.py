@@ -129,7 +129,7 @@ def read_archive(chunks: Iterator[bytes], sink: SectionSink) -> dict[str, Any]:
             raise BackupInvalid("the backup content is malformed (unknown record mark)")
         name = _read_name(reader)
         if name in digests or name in documents:
-            raise BackupInvalid(f"the backup holds section {name} twice")
+            raise BackupInvalid(f"the backup contains section {name} twice")
         if name in {INFO_SECTION, MANIFEST_SECTION}:
             documents[name] = _read_document(reader, name)
             if name == MANIFEST_SECTION:

@@ -1,7 +1,7 @@
 """Create, verify and restore encrypted backups of one Llero data directory.
 
-A backup holds a consistent snapshot of the database and every key file under data/keys except
-the backup key itself. It is encrypted as it is written (see ``llero.backup.stream``), so no
+A backup contains a consistent snapshot of the database and every key file under data/keys
+except the backup key itself. It is encrypted as it is written (see ``llero.backup.stream``), so no
 plaintext copy is left beside it. The SQLite snapshot is made in a scratch directory inside the
 data directory, which is as private as the database it copies, and deleted afterwards.
 """
@@ -356,7 +356,7 @@ def _check_target_empty(settings: Settings, dialect: str) -> None:
 def _check_compatible(info: dict[str, Any], dialect: str) -> None:
     if info.get("dialect") != dialect:
         raise Refused(
-            f"the backup holds a {info.get('dialect')} database but LLERO_DATABASE_URL names "
+            f"the backup contains a {info.get('dialect')} database but LLERO_DATABASE_URL names "
             f"{dialect}; restore into the same kind of database"
         )
     scripts = ScriptDirectory(str(migrate.MIGRATIONS_DIR))
@@ -380,7 +380,7 @@ def _restore_sections(
     def sink(name: str, database_target: Writable | None) -> Writable | None:
         if name in {SQLITE_SECTION, POSTGRES_SECTION}:
             if name != (SQLITE_SECTION if dialect == "sqlite" else POSTGRES_SECTION):
-                raise BackupInvalid(f"the backup holds {name}, which does not fit its dialect")
+                raise BackupInvalid(f"the backup contains {name}, which does not match its dialect")
             if database_target is not None:
                 return database_target
         if not name.startswith(KEYS_PREFIX) and name != SQLITE_SECTION:
@@ -405,7 +405,7 @@ def _restore_sections(
 def _move_into_place(settings: Settings, dialect: str, staging: Path) -> None:
     keys = staging / "keys"
     if not keys.is_dir():
-        raise BackupInvalid("the backup holds no key files")
+        raise BackupInvalid("the backup contains no key files")
     keys.rename(settings.keys_dir)
     if dialect == "sqlite":
         target = sqlite_path(settings.resolved_database_url)

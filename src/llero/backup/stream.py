@@ -1,8 +1,8 @@
 """A chunked AES-256-GCM stream, so a backup of any size is encrypted and checked piece by piece.
 
 Layout: a header, then chunks. Each chunk is at most ``chunk_size`` bytes of plaintext sealed
-with AES-256-GCM under a key derived for this file alone (HKDF-SHA256 of the backup key with the
-header's random salt), so two backups never share a key and counter nonces never repeat. The
+with AES-256-GCM. The key is derived for this file alone, as HKDF-SHA256 of the backup key with
+the header's random salt, so two backups never share a key and counter nonces never repeat. The
 96-bit nonce is the header's 7-byte random prefix, the chunk's 32-bit index, and one byte that is
 1 on the final chunk and 0 before it. Every chunk authenticates the header as associated data,
 so:

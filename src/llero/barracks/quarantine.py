@@ -59,7 +59,7 @@ def quarantine_agent(
     session: Session, origin: Origin, agent_id: int, *, reason: str, now: datetime
 ) -> Agent:
     """Quarantine the agent and record agent:quarantined; raise Refused if it already is."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     agent = _agent(session, agent_id)
     if agent.status == AgentStatus.QUARANTINED:
         raise Refused(f"agent {agent.id} is already quarantined")
@@ -111,9 +111,10 @@ def check_may_use_secrets(session: Session, agent_id: int) -> None:
         raise AgentQuarantined(agent_id)
 
 
-def _checked_reason(reason: str) -> str:
+def checked_reason(reason: str, max_length: int = REASON_MAX) -> str:
+    """Return the reason without surrounding whitespace; raise InvalidInput naming ``reason``."""
     text = reason.strip()
-    if len(text) > REASON_MAX or not text.isprintable():
-        problem = f"must be at most {REASON_MAX} printable characters"
+    if len(text) > max_length or not text.isprintable():
+        problem = f"must be at most {max_length} printable characters"
         raise InvalidInput(f"reason {problem}", details=[Violation("reason", problem)])
     return text

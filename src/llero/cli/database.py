@@ -13,7 +13,7 @@ from llero.logs import ensure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
 
-# Who the CLI acts as in the audit trail, since no user signs in to it.
+# The actor of CLI commands in the audit trail, since no user signs in to the CLI.
 CLI_ORIGIN = Origin.system("cli")
 
 

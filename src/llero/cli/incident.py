@@ -1,7 +1,7 @@
 """`llero incident`: revoke every credential at once, and switch the lockdown on and off.
 
-The commands work on the database directly, so they work while nobody can sign in and while the
-server is stopped. Each records its audit event as the system actor "cli". They never prompt.
+The commands work on the database directly, so they work while no admin can sign in and while
+the server is stopped. Each records its audit event as the system actor "cli". They never prompt.
 """
 
 import click
@@ -44,8 +44,8 @@ def revoke_all() -> None:
 def lockdown(switch: str, reason: str) -> None:
     """Switch the lockdown on or off.
 
-    While it is on, every change by a user who is not an admin is answered 423; reading, signing
-    in and signing out still work.
+    While it is on, every change by a user who is not an admin gets 423. Reading, signing in and
+    signing out still work.
     """
     settings = cli_settings()
     with audited_transaction(settings) as session:

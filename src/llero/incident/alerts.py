@@ -39,7 +39,7 @@ log = get_logger("llero.alerts")
 SIGNATURE_HEADER = "X-Llero-Signature"
 EVENT_HEADER = "X-Llero-Alert"
 SIGNATURE_VERSION = "v1"
-# How old a signed timestamp a receiver should accept.
+# The maximum age of a signed timestamp that a receiver accepts.
 DEFAULT_TOLERANCE = timedelta(minutes=5)
 DEFAULT_TIMEOUT_SECONDS = 5.0
 # Alerts waiting for the sender; more are dropped and logged, so a flood cannot exhaust memory.

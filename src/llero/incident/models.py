@@ -1,7 +1,7 @@
 """The system-wide state that incident commands change: one row, read on every request.
 
-``tokens_not_before`` is the global counterpart of a user's not-before time: an access token
-issued before it is rejected, whoever it was issued to. ``lockdown`` makes Llero read-only for
+``tokens_not_before`` is the global counterpart of a user's not-before time: every access token
+issued before it is rejected, for all users. ``lockdown`` makes Llero read-only for
 everyone but admins.
 """
 

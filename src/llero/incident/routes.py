@@ -59,7 +59,7 @@ def read_lockdown(session: SessionDep) -> LockdownOut:
     "/incident/lockdown", dependencies=[requires(Permission.LOCKDOWN_UPDATE)], tags=["incident"]
 )
 def set_lockdown(request: Request, session: SessionDep, body: LockdownUpdate) -> LockdownOut:
-    """Switch the lockdown on or off. While on, every change by a non-admin is answered 423."""
+    """Switch the lockdown on or off. While it is on, every change by a non-admin gets 423."""
     state = service.set_lockdown(
         session, origin_of(request), enabled=body.enabled, reason=body.reason, now=utc_now()
     )
@@ -107,8 +107,8 @@ def rotate_signing_key(
 ) -> SigningKeyRotated:
     """Make a new signing key current. Tokens signed before keep working until they expire.
 
-    This process switches to the new key at once; restart any other `llero serve` process that
-    shares the data directory, or it rejects tokens signed with the new key.
+    This process switches to the new key at once. Restart any other `llero serve` process that
+    shares the data directory, because it rejects tokens signed with the new key until then.
     """
     kid, previous = service.rotate_signing(session, origin_of(request), settings.keys_dir)
     identity = request.app.state.identity

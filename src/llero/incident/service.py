@@ -16,7 +16,8 @@ from llero.audit.chain import format_time
 from llero.audit.context import Origin, Target
 from llero.audit.events import AuditEvent
 from llero.audit.service import record_as
-from llero.errors import Conflict, InvalidInput, Violation
+from llero.barracks.quarantine import checked_reason
+from llero.errors import Conflict
 from llero.identity.models import ApiToken, AuthSession, OneTimeToken, RevocationReason
 from llero.identity.queries import changed_rows
 from llero.identity.signing_keys import load_signing_key_ring, rotate_signing_key
@@ -28,7 +29,7 @@ log = get_logger("llero.incident")
 
 @dataclass(frozen=True)
 class RevokedCredentials:
-    """What ``revoke_all`` ended: counts of each kind, and the new global not-before time."""
+    """The credentials that ``revoke_all`` ended, counted by kind, and the global not-before."""
 
     sessions: int
     api_tokens: int
@@ -103,7 +104,7 @@ def set_lockdown(
     session: Session, origin: Origin, *, enabled: bool, reason: str, now: datetime
 ) -> LockdownState:
     """Switch the lockdown on or off; a change is recorded as settings:changed, a no-op is not."""
-    reason = _checked_reason(reason) if enabled else ""
+    reason = checked_reason(reason, LOCKDOWN_REASON_MAX) if enabled else ""
     state = _locked_state(session, now)
     previous = state.lockdown
     if previous == enabled and state.lockdown_reason == reason:
@@ -135,14 +136,6 @@ def _locked_state(session: Session, now: datetime) -> SystemState:
     except IntegrityError:
         raise Conflict("another incident action changed the system state; retry") from None
     return state
-
-
-def _checked_reason(reason: str) -> str:
-    text = reason.strip()
-    if len(text) > LOCKDOWN_REASON_MAX or not text.isprintable():
-        problem = f"must be at most {LOCKDOWN_REASON_MAX} printable characters"
-        raise InvalidInput(f"reason {problem}", details=[Violation("reason", problem)])
-    return text
 
 
 def rotate_signing(session: Session, origin: Origin, keys_dir: Path) -> tuple[str, str]:
