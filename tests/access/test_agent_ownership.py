@@ -49,7 +49,7 @@ def test_admin_status_route_sees_every_agent(cast: Cast) -> None:
     agent = create_agent(cast.alice, "alice_agent")
 
     response = cast.admin.client.put(
-        f"/api/agents/{agent['id']}/status", json={"status": "quarantined"}
+        f"/api/agents/{agent['id']}/status", json={"status": "disabled"}
     )
 
     assert response.status_code == 200
@@ -133,7 +133,7 @@ def test_agent_events_name_actor_and_target(cast: Cast, database: Database) -> N
     cast.alice.client.put(f"{path}/toolkit/{tool['id']}")
     share_id = share(cast.alice, path, everyone=True).json()["id"]
     cast.alice.client.delete(f"{path}/shares/{share_id}")
-    cast.admin.client.put(f"{path}/status", json={"status": "quarantined"})
+    cast.admin.client.post(f"{path}/quarantine", json={"reason": "suspected leak"})
     cast.admin.client.delete(path)
 
     expected = [

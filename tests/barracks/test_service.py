@@ -324,10 +324,10 @@ def test_set_status_refuses_quarantine_changes(
     agent_id = create(database, status=start)
 
     with database.transaction() as session, pytest.raises(Refused):
-        service.set_status(session, agent_id, target)
+        service.set_status(session, SYSTEM, agent_id, target)
 
     with database.reader() as session:
-        assert service.get_agent(session, agent_id).status == start
+        assert service.get_agent(session, SYSTEM, agent_id).status == start
 
 
 # Toolkits.

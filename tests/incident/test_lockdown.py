@@ -51,7 +51,12 @@ def test_lockdown_keeps_reads_open(
     client: TestClient, anonymous_client: TestClient, make_user: MakeUser
 ) -> None:
     developer = make_user(role=Role.DEVELOPER)
-    create_agent(client)
+    created = anonymous_client.post(
+        "/api/agents",
+        json={"name": "own", "provider": "openai", "model": "gpt-4o"},
+        headers=developer.headers,
+    )
+    assert created.status_code == 201
     _lock(client)
 
     response = anonymous_client.get("/api/agents", headers=developer.headers)
