@@ -118,11 +118,12 @@ def sign_in_second_factor(
 ) -> SignedIn:
     """Finish a sign-in with a TOTP code or a recovery code."""
     try:
-        outcome = await service.sign_in(
+        issued = service.complete_mfa_sign_in(
             get_database(request),
             context,
-            email=body.email,
-            password=body.password,
+            challenge=body.challenge,
+            code=body.code,
+            recovery_code=body.recovery_code,
             client=_client_of(request),
             request=audit_context(request),
         )
