@@ -18,13 +18,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from llero.access.roles import Role
-from llero.audit.context import Origin
 from llero.config.keyfiles import create_key_files, make_private_dir
 from llero.config.settings import Settings
-from llero.identity import service as identity_service
 from llero.identity.context import IdentityContext
 from llero.identity.mfa import new_totp_seed
 from llero.identity.models import User, UserStatus
+from llero.identity.queries import email_key_of
 from llero.identity.sessions import ClientInfo, start_session
 from llero.storage import migrate
 from llero.storage.db import Database
@@ -158,14 +157,18 @@ def create_test_user(
     address = email or f"{role}-{secrets.token_hex(4)}@example.com"
     now = context.now()
     with database.transaction() as session:
-        user: User = identity_service.create_user(
-            session,
-            Origin.system("test"),
-            email=address,
+        # Stored directly rather than through create_user, so a fixture user leaves no audit
+        # record: tests of the trail see only the events they cause.
+        user = User(
+            email_key=email_key_of(session, address),
             display_name=f"Test {role}",
-            role=role,
-            now=now,
+            role=Role(role),
+            created_at=now,
+            updated_at=now,
         )
+        session.add(user)
+        session.flush()
+        user.email = address
         user.status = status
         user.password_hash = password_hash
         if mfa:

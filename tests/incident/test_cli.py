@@ -35,7 +35,8 @@ def test_revoke_all_command_ends_running_tokens(
     result = llero(environ, "incident", "revoke-all")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("revoked 0 sessions, 0 API tokens and 0 one-time codes;")
+    # Each fixture user holds one sign-in session: the admin's and the viewer's.
+    assert result.stdout.startswith("revoked 2 sessions, 0 API tokens and 0 one-time codes;")
     assert client.get("/api/users/me").status_code == 401
     assert client.get("/api/users/me", headers=viewer.headers).status_code == 401
     (recorded,) = audit_records(database, AuditEvent.INCIDENT_REVOKE_ALL)

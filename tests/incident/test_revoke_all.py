@@ -99,13 +99,14 @@ def test_revoke_all_counts_and_audits(
 
     body = client.post(REVOKE_ALL, json=CONFIRM).json()
 
-    assert (body["sessions"], body["api_tokens"]) == (2, 0)
+    # Two sign-ins, plus the sign-in session each of the three fixture users holds.
+    assert (body["sessions"], body["api_tokens"]) == (5, 0)
     (recorded,) = audit_records(database, AuditEvent.INCIDENT_REVOKE_ALL)
     assert recorded["actor"] == ("user", str(admin_id))
     detail = json.loads(recorded["detail"])
-    assert (detail["sessions"], detail["personal_api"], detail["one_time"]) == (2, 0, 0)
+    assert (detail["sessions"], detail["personal_api"], detail["one_time"]) == (5, 0, 0)
     with database.reader() as session:
-        assert session.scalars(select(AuthSession.revoked_reason)).all() == ["incident"] * 2
+        assert session.scalars(select(AuthSession.revoked_reason)).all() == ["incident"] * 5
         assert session.scalars(select(ApiToken).where(ApiToken.revoked_at.is_(None))).all() == []
         unused = select(OneTimeToken).where(OneTimeToken.used_at.is_(None))
         assert session.scalars(unused).all() == []

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from llero.access.roles import Role
+from llero.audit.context import Origin
 from llero.config.keyfiles import MASTER_KEY, create_key_files
 from llero.config.settings import Settings
 from llero.crypto import Secret
@@ -45,6 +46,7 @@ def _create(app: FastAPI, address: str = ADDRESS) -> int:
     with database.transaction() as session:
         user = service.create_user(
             session,
+            Origin.system("test"),
             email=address,
             display_name="Ada",
             role=Role.DEVELOPER,

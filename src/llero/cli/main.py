@@ -44,9 +44,12 @@ def fail(message: str) -> NoReturn:
 def settings_from(context: click.Context, **overrides: Any) -> Settings:
     """Load settings once per command; a bad setting ends the command with one line."""
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except LleroError as error:
         fail(error.message)
+    # Log lines go to stderr, redacted, so a command's own output on stdout stays clean.
+    ensure_logging(settings)
+    return settings
 
 
 class LleroGroup(click.Group):
