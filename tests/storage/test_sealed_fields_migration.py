@@ -17,7 +17,7 @@ from llero.vault.fields import FieldKeys, attach_field_keys, load_field_keys
 from llero.vault.keyring import Keyring, load_keyring
 from tests.conftest import POSTGRES_URL, _create_postgres_database, _drop_postgres_database
 
-BEFORE = "0010"
+BEFORE = "0011"
 ADDRESS = "Grace.Hopper@Example.COM"
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 USER_AGENT = "Mozilla/5.0 (migration test)"

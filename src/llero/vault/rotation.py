@@ -159,8 +159,8 @@ def kek_ids_in_use(session: Session) -> set[str]:
     found: set[str] = set()
     for column in ENCRYPTED_COLUMNS:
         found.update(
-            kek_id
-            for kek_id in session.scalars(select(column.kek_id).distinct())
+            _kek_id_text(kek_id)
+            for kek_id in session.scalars(select(column.kek_ids()).distinct())
             if kek_id is not None
         )
     return found

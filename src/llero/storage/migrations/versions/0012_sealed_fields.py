@@ -5,8 +5,8 @@ normalised address to its blind index. Rows that exist are converted in place, w
 field keys (``llero init`` and ``llero migrate`` pass them). Without them, or with a sealed
 keyring, the migration stops before it changes anything if there is a row to convert.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-04 23:20:00.000000
 """
 
@@ -20,8 +20,8 @@ from llero.identity.emails import normalize_email
 from llero.vault.envelope import Binding, open_plaintext, seal_plaintext
 from llero.vault.fields import FIELD_VERSION, FieldKeys
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
