@@ -266,4 +266,4 @@ def test_sign_in_with_sealed_vault_fails_clearly(
     assert sealed_app.state.keyring.sealed
     assert response.status_code == 503
     assert response.json()["error"] == "vault_sealed"
-    assert response.json()["message"] == "the vault is sealed: no key-encryption key is loaded"
+    assert response.json()["message"] == VaultSealed().message

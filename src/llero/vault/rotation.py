@@ -99,7 +99,8 @@ def _encrypted_columns() -> tuple[EncryptedColumn, ...]:
             kek_column = column.info.get("kek_id_column")
             kek_id = None if kek_column is None else table.c[kek_column]
             found.append(EncryptedColumn(table, table.c.id, column, kek_id))
-    return tuple(found)
+    # Secret values first: they are what an operator waits for, and the sealed fields after.
+    return tuple(sorted(found, key=lambda column: column.table.name != "secret_versions"))
 
 
 # Every column that stores envelopes: the secrets' values and the sealed fields of other tables.
