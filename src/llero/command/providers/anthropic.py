@@ -13,6 +13,8 @@ from llero.command.providers.base import (
     ToolCall,
     Usage,
     malformed,
+    text_of,
+    token_count,
 )
 from llero.crypto import Secret
 
@@ -97,16 +99,18 @@ def parse(data: Any) -> Completion:
         calls: list[ToolCall] = []
         for block in data["content"]:
             if block["type"] == "text":
-                text.append(_text(block["text"]))
+                text.append(text_of(block["text"]))
             elif block["type"] == "tool_use":
                 arguments = json.dumps(_object(block["input"]), ensure_ascii=False)
-                calls.append(ToolCall(_text(block["id"]), _text(block["name"]), arguments))
+                calls.append(ToolCall(text_of(block["id"]), text_of(block["name"]), arguments))
         usage = data.get("usage") or {}
         return Completion(
             text="".join(text),
             tool_calls=tuple(calls),
-            usage=Usage(_count(usage.get("input_tokens")), _count(usage.get("output_tokens"))),
-            finish_reason=_text(data.get("stop_reason") or ""),
+            usage=Usage(
+                token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens"))
+            ),
+            finish_reason=text_of(data.get("stop_reason") or ""),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         raise malformed(NAME, "no content blocks with text or tool use") from None
@@ -115,20 +119,6 @@ def parse(data: Any) -> Completion:
 def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError("expected an object")
-    return value
-
-
-def _count(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("a token count must be a non-negative integer")
-    return value
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
     return value
 
 
@@ -162,33 +152,33 @@ class StreamParser:
     def _apply(self, event: str, payload: dict[str, Any]) -> list[StreamEvent]:
         if event == "message_start":
             usage = payload["message"].get("usage") or {}
-            self.input_tokens = _count(usage.get("input_tokens"))
-            self.output_tokens = _count(usage.get("output_tokens"))
+            self.input_tokens = token_count(usage.get("input_tokens"))
+            self.output_tokens = token_count(usage.get("output_tokens"))
         elif event == "content_block_start":
             block = payload["content_block"]
             self.blocks[int(payload["index"])] = _Block(
                 block["type"], block.get("id", ""), block.get("name", "")
             )
             if block["type"] == "text" and block.get("text"):
-                return self._text(int(payload["index"]), _text(block["text"]))
+                return self._append_text(int(payload["index"]), text_of(block["text"]))
         elif event == "content_block_delta":
             delta = payload["delta"]
             if delta["type"] == "text_delta":
-                return self._text(int(payload["index"]), _text(delta["text"]))
+                return self._append_text(int(payload["index"]), text_of(delta["text"]))
             if delta["type"] == "input_json_delta":
-                self.blocks[int(payload["index"])].parts.append(_text(delta["partial_json"]))
+                self.blocks[int(payload["index"])].parts.append(text_of(delta["partial_json"]))
         elif event == "message_delta":
-            self.stop_reason = _text(payload["delta"].get("stop_reason") or self.stop_reason)
+            self.stop_reason = text_of(payload["delta"].get("stop_reason") or self.stop_reason)
             usage = payload.get("usage") or {}
             if "output_tokens" in usage:
-                self.output_tokens = _count(usage["output_tokens"])
+                self.output_tokens = token_count(usage["output_tokens"])
         elif event == "message_stop":
             self.done = True
         elif event == "error":
             raise malformed(NAME, "the stream ended with an error event")
         return []
 
-    def _text(self, index: int, piece: str) -> list[StreamEvent]:
+    def _append_text(self, index: int, piece: str) -> list[StreamEvent]:
         self.blocks[index].parts.append(piece)
         return [TextDelta(piece)]
 

@@ -1,4 +1,4 @@
-"""What every provider adapter speaks in: messages, tools, tool calls, usage and failures.
+"""The shared language of provider adapters: messages, tools, tool calls, usage and failures.
 
 Adapters translate these to and from one provider's wire format and nothing else; the HTTP
 exchange, retries and streaming belong to ``llero.command.providers.client``.
@@ -121,6 +121,22 @@ class ProviderFailure(LleroError):
     @property
     def retryable(self) -> bool:
         return self.kind in RETRYABLE
+
+
+def token_count(value: Any) -> int:
+    """Return a provider's token count: None as 0; raise ValueError unless a non-negative int."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("a token count must be a non-negative integer")
+    return value
+
+
+def text_of(value: Any) -> str:
+    """Return ``value`` when it is a string; raise TypeError otherwise."""
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
 
 
 def malformed(provider: str, problem: str) -> ProviderFailure:

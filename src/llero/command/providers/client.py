@@ -26,7 +26,7 @@ from llero.command.providers.base import (
 )
 from llero.crypto import Secret
 
-# A chat answer is a few kilobytes; a provider (or something posing as one) sending more than
+# A chat response is a few kilobytes; a provider (or something posing as one) sending more than
 # this is cut off rather than read into memory.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_STREAM_LINE_BYTES = 1024 * 1024
@@ -240,7 +240,7 @@ async def _read_capped(
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
-            raise malformed(endpoint.name, f"the answer is larger than {limit} bytes")
+            raise malformed(endpoint.name, f"the response is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -13,6 +13,8 @@ from llero.command.providers.base import (
     ToolCall,
     Usage,
     malformed,
+    text_of,
+    token_count,
 )
 from llero.crypto import Secret
 
@@ -83,17 +85,17 @@ def parse(data: Any) -> Completion:
         message = choice["message"]
         calls = tuple(
             ToolCall(
-                id=_text(call["id"]),
-                name=_text(call["function"]["name"]),
-                arguments=_text(call["function"].get("arguments") or "{}"),
+                id=text_of(call["id"]),
+                name=text_of(call["function"]["name"]),
+                arguments=text_of(call["function"].get("arguments") or "{}"),
             )
             for call in message.get("tool_calls") or ()
         )
         return Completion(
-            text=_text(message.get("content") or ""),
+            text=text_of(message.get("content") or ""),
             tool_calls=calls,
             usage=_usage(data.get("usage")),
-            finish_reason=_text(choice.get("finish_reason") or ""),
+            finish_reason=text_of(choice.get("finish_reason") or ""),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         raise malformed(NAME, "no choices[0].message with text or tool calls") from None
@@ -103,23 +105,11 @@ def _usage(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage()
     return Usage(
-        input_tokens=_count(data.get("prompt_tokens")),
-        output_tokens=_count(data.get("completion_tokens")),
+        input_tokens=token_count(data.get("prompt_tokens")),
+        output_tokens=token_count(data.get("completion_tokens")),
     )
 
 
-def _count(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("a token count must be a non-negative integer")
-    return value
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
 
 
 @dataclass
@@ -157,7 +147,7 @@ class StreamParser:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if delta.get("content"):
-                piece = _text(delta["content"])
+                piece = text_of(delta["content"])
                 self.text.append(piece)
                 events.append(TextDelta(piece))
             for fragment in delta.get("tool_calls") or ():
@@ -166,9 +156,9 @@ class StreamParser:
                 function = fragment.get("function") or {}
                 call.name = function.get("name") or call.name
                 if function.get("arguments"):
-                    call.arguments.append(_text(function["arguments"]))
+                    call.arguments.append(text_of(function["arguments"]))
             if choice.get("finish_reason"):
-                self.finish_reason = _text(choice["finish_reason"])
+                self.finish_reason = text_of(choice["finish_reason"])
         return events
 
     def finish(self) -> Completion:
