@@ -138,7 +138,7 @@ class Engine:
             service.begin_run(session, chat_id, expected=[ChatStatus.IDLE])
             service.append_message(session, self.keyring, chat_id, Message("user", text))
 
-        await self._write(start)
+        await self.in_transaction(start)
         return await self._run(caller, chat_id, on_text)
 
     async def submit_tool_results(
@@ -168,14 +168,16 @@ class Engine:
                 reply = Message("tool", results[call.id], tool_call_id=call.id)
                 service.append_message(session, self.keyring, chat_id, reply)
 
-        await self._write(start)
+        await self.in_transaction(start)
         return await self._run(caller, chat_id, on_text)
 
     async def _run(self, caller: Caller, chat_id: int, on_text: OnText | None) -> RunResult:
         user_id = _user_of(caller)
         status = ChatStatus.IDLE
         try:
-            prepared = await self._read(lambda session: self._prepare(session, caller, chat_id))
+            prepared = await self.in_transaction(
+                lambda session: self._prepare(session, caller, chat_id)
+            )
             agent, history, stored_agent_id, policy = prepared
             scope = _RunScope(user_id, chat_id, stored_agent_id)
             result = await self._loop(scope, agent, history, policy, on_text, save=True)
@@ -183,7 +185,7 @@ class Engine:
             result = RunResult(RunStatus.FAILED, error=error.message)
         if result.status is RunStatus.AWAITING_TOOL_RESULTS:
             status = ChatStatus.AWAITING_TOOL_RESULTS
-        await self._write(lambda session: service.end_run(session, chat_id, status))
+        await self.in_transaction(lambda session: service.end_run(session, chat_id, status))
         return result
 
     async def run_stateless(
@@ -211,7 +213,7 @@ class Engine:
             stored = service.runnable_agent(session, stored.id, utc_now())
             return self._agent(session, stored), stored.id, self.academy.egress_policy(session)
 
-        agent, agent_id, policy = await self._read(prepare)
+        agent, agent_id, policy = await self.in_transaction(prepare)
         scope = _RunScope(_user_of(caller), None, agent_id)
         hooks_time: list[float] = []
         result = await self._loop(
@@ -231,9 +233,7 @@ class Engine:
         waited: list[float] | None = None,
     ) -> RunResult:
         provider_http, webhook_http = self._clients(policy)
-        hooks = _Hooks(
-            self, scope, ProviderClient(provider_http), webhook_http, on_text, save=save
-        )
+        hooks = _Hooks(self, scope, ProviderClient(provider_http), webhook_http, on_text, save=save)
         try:
             return await run(agent, history, hooks, self.settings.limits)
         finally:
@@ -278,15 +278,14 @@ class Engine:
         tools = {tool.name: _runnable(session, tool, route) for tool in stored.toolkit}
         return Agent(route.model, stored.system_prompt, tools)
 
-    async def _write(self, work: Callable[[Session], Any]) -> Any:
+    async def in_transaction(self, work: Callable[[Session], Any]) -> Any:
+        """Run ``work`` in one database transaction on a worker thread; return its result."""
+
         def transaction() -> Any:
             with self.database.transaction() as session:
                 return work(session)
 
         return await run_in_threadpool(transaction)
-
-    async def _read(self, work: Callable[[Session], Any]) -> Any:
-        return await self._write(work)
 
 
 def _user_of(caller: Caller) -> int:
@@ -377,7 +376,7 @@ class _Hooks(RunHooks):
             return route, key
 
         try:
-            self._brokered = await self._engine._write(check_and_broker)
+            self._brokered = await self._engine.in_transaction(check_and_broker)
         except Refused as refusal:
             raise RunStopped(refusal.message) from None
 
@@ -403,7 +402,7 @@ class _Hooks(RunHooks):
                 usage=completion.usage,
             )
 
-        await self._engine._write(meter)
+        await self._engine.in_transaction(meter)
         return completion
 
     async def _complete(
@@ -450,15 +449,13 @@ class _Hooks(RunHooks):
                 origin=self._origin,
             )
 
-        key: Secret[str] = await self._engine._write(resolve)
+        key: Secret[str] = await self._engine.in_transaction(resolve)
         return key
 
     async def save(self, message: Message) -> None:
         chat_id = self._chat_id
         if not self._save or chat_id is None:
             return
-        await self._engine._write(
-            lambda session: service.append_message(
-                session, self._engine.keyring, chat_id, message
-            )
+        await self._engine.in_transaction(
+            lambda session: service.append_message(session, self._engine.keyring, chat_id, message)
         )
