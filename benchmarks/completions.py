@@ -22,6 +22,7 @@ import httpx
 
 from llero.academy.allowlist import egress_policy
 from llero.academy.providers import ModelPrice, NewProvider, create_provider
+from llero.access.ownership import Caller
 from llero.access.permissions import Permission
 from llero.access.roles import Role
 from llero.audit.context import Origin
@@ -31,9 +32,9 @@ from llero.config.settings import Settings
 from llero.identity import api_tokens, service
 from llero.identity.models import UserStatus
 from llero.storage.base import utc_now
-from llero.storage.db import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keyed import keyed_database
 from serve import free_port, wait_until_healthy
 
 LLERO = str(Path(sys.executable).parent / "llero")
@@ -48,10 +49,7 @@ def prepare(data_dir: Path, provider_port: int) -> str:
         data_dir=data_dir,
         egress_allowed_endpoints=[f"127.0.0.1:{provider_port}"],
     )
-    database = Database(settings.resolved_database_url)
-    from llero.audit.keys import attach_keys_to_factory, load_audit_keys  # noqa: PLC0415
-
-    attach_keys_to_factory(database.sessions, load_audit_keys(settings.keys_dir))
+    database = keyed_database(settings)
     with database.transaction() as session:
         origin = Origin.system("benchmark")
         create_provider(
@@ -65,14 +63,21 @@ def prepare(data_dir: Path, provider_port: int) -> str:
                 models=[ModelPrice("bench", 150_000, 600_000)],
             ),
         )
-        create_agent(session, NewAgent(name="bench", provider="local", model="bench"))
         user = service.create_user(
-            session, email="bench@example.com", display_name="", role=Role.DEVELOPER, now=utc_now()
+            session,
+            origin,
+            email="bench@example.com",
+            display_name="",
+            role=Role.DEVELOPER,
+            now=utc_now(),
         )
         user.status = UserStatus.ACTIVE
         session.flush()
+        owner = Caller(user.id, False, origin)
+        create_agent(session, owner, NewAgent(name="bench", provider="local", model="bench"))
         created = api_tokens.create_api_token(
             session,
+            origin,
             user,
             name="bench",
             scopes=[Permission.CHAT_SESSION_RUN],

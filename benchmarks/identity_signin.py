@@ -25,12 +25,14 @@ import httpx
 
 from llero.access.roles import Role
 from llero.audit.context import Origin
-from llero.audit.keys import attach_keys, load_audit_keys
+from llero.config.settings import Settings
 from llero.identity import service
 from llero.identity.models import UserStatus
 from llero.identity.passwords import hash_password
 from llero.storage.base import utc_now
-from llero.storage.db import Database
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keyed import keyed_database
 
 LLERO = str(Path(sys.executable).parent / "llero")
 EMAIL = "bench@example.com"
@@ -46,9 +48,8 @@ def free_port() -> int:
 
 def store_user(data_dir: Path) -> None:
     """Store an active developer without a second factor, so sign-in takes one request."""
-    database = Database(f"sqlite:///{data_dir / 'llero.db'}")
+    database = keyed_database(Settings(_env_file=None, data_dir=data_dir))  # type: ignore[call-arg]
     with database.transaction() as session:
-        attach_keys(session, load_audit_keys(data_dir / "keys"))
         user = service.create_user(
             session,
             Origin.system("benchmark"),

@@ -25,7 +25,6 @@ from fastapi import Request
 from llero.access.permissions import Principal, TokenKind
 from llero.access.roles import Role, permissions_of
 from llero.audit.context import Origin
-from llero.audit.keys import attach_keys, load_audit_keys
 from llero.config.settings import Settings, load_settings
 from llero.forge.models import Tool, ToolStatus
 from llero.identity import service
@@ -36,6 +35,9 @@ from llero.logs import configure_logging
 from llero.storage.base import utc_now
 from llero.storage.db import Database
 from llero.web.app import create_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keyed import keyed_database
 
 ROOT = Path(__file__).resolve().parents[1]
 LLERO = str(Path(sys.executable).parent / "llero")
@@ -69,9 +71,8 @@ def viewer_access_token(data_dir: Path) -> str:
     """Store an active viewer and return an access token for it, valid for 15 minutes."""
     settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
     context = IdentityContext.from_settings(settings)
-    database = Database(settings.resolved_database_url)
+    database = keyed_database(settings)
     with database.transaction() as session:
-        attach_keys(session, load_audit_keys(settings.keys_dir))
         user = service.create_user(
             session,
             Origin.system("benchmark"),

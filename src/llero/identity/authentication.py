@@ -52,6 +52,7 @@ from llero.identity.tokens import (
 )
 from llero.incident.models import STATE_ROW_ID, SystemState
 from llero.storage.db import Database
+from llero.storage.prepared import PreparedRead
 
 log = structlog.get_logger("llero.identity")
 
@@ -181,6 +182,7 @@ class RequestAuthenticator:
         self.database = database
         self.context = context
         self.tokens = VerifiedTokenCache(context.tokens)
+        self._account_read = PreparedRead(database.engine, ACCOUNT_QUERY)
 
     def authenticate(self, request: Request) -> Principal:
         """Return the principal of ``request``; raise NotAuthenticated or CsrfCheckFailed."""
@@ -220,36 +222,38 @@ class RequestAuthenticator:
         row = self._account_row(claims)
         if row is None:
             raise NotAuthenticated("unknown_user")
+        (
+            user_id,
+            role,
+            status,
+            not_before,
+            mfa_enabled,
+            session_user_id,
+            session_revoked_at,
+            system_not_before,
+            lockdown,
+        ) = row
         account = AccountState(
-            row.id,
-            row.role,
-            row.status,
-            row.not_before,
-            row.mfa_enabled,
-            row.system_not_before,
-            row.lockdown,
+            user_id, role, status, not_before, mfa_enabled, system_not_before, lockdown
         )
         try:
             check_not_revoked(claims, account.revoked_before)
         except InvalidToken as error:
             raise NotAuthenticated(f"access_token_{error.reason}") from None
-        if row.session_user_id is None:
+        if session_user_id is None:
             raise NotAuthenticated("unknown_session")
-        if row.session_revoked_at is not None:
+        if session_revoked_at is not None:
             raise NotAuthenticated("session_revoked")
         return self._principal(account, kind, None)
 
-    def _account_row(self, claims: AccessClaims) -> Any:
+    def _account_row(self, claims: AccessClaims) -> tuple[Any, ...] | None:
         """Return the account's row joined with the token's session, or None for a bad id."""
         # Llero writes integer ids as subject and sid; anything else cannot name a row.
         user_id = _row_id(claims.subject)
         session_id = _row_id(claims.session_id or "")
         if user_id is None or session_id is None:
             return None
-        with self.database.engine.connect() as connection:
-            return connection.execute(
-                ACCOUNT_QUERY, {"user_id": user_id, "session_id": session_id}
-            ).first()
+        return self._account_read.first({"user_id": user_id, "session_id": session_id})
 
     def _from_api_token(self, token: str) -> Principal:
         try:

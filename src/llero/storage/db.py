@@ -34,7 +34,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False},
-            pool_size=8,
+            # Opening a SQLite connection runs the pragmas above, so connections are kept
+            # rather than opened and closed under load: one per worker thread that may hold
+            # one (AnyIO's default pool has 40), and an authenticated request uses two in turn.
+            pool_size=40,
             max_overflow=8,
         )
         event.listen(engine, "connect", _configure_sqlite)

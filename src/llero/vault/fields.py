@@ -190,8 +190,12 @@ def _keys_of(instance: object) -> FieldKeys:
 
 
 @event.listens_for(Base, "load", propagate=True)
-def _keep_keys_on_load(instance: object, context: QueryContext) -> None:
+def _keep_keys_on_load(instance: object, context: QueryContext | None) -> None:
     """Let an object read its sealed fields after the session that loaded it is closed."""
-    keys = context.session.info.get(SESSION_INFO_KEY)
+    # Session.merge loads without a query context; the object's session is the one to ask.
+    session = context.session if context is not None else object_session(instance)
+    if session is None:
+        return
+    keys = session.info.get(SESSION_INFO_KEY)
     if isinstance(keys, FieldKeys):
         instance.__dict__[_OBJECT_KEYS] = keys
