@@ -35,6 +35,11 @@ class AuditEvent(StrEnum):
     GRANT_CREATED = "grant:created"
     GRANT_REVOKED = "grant:revoked"
     INCIDENT_REVOKE_ALL = "incident:revoke_all"
+    KEK_ADDED = "kek:added"
+    KEK_RETIRED = "kek:retired"
+    KEK_ROTATION_FINISHED = "kek:rotation_finished"
+    KEK_ROTATION_STARTED = "kek:rotation_started"
+    KEK_STATUS_VIEWED = "kek:status_viewed"
     PROVIDER_CREATED = "provider:created"
     PROVIDER_DELETED = "provider:deleted"
     PROVIDER_SECRET_ATTACHED = "provider:secret_attached"  # noqa: S105 - an event name

@@ -1,4 +1,5 @@
-"""The audited database transaction that CLI commands changing state run in."""
+"""The two ways CLI commands open the database: an audited transaction, or the database with
+every key attached."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,11 +8,14 @@ import click
 from sqlalchemy.orm import Session
 
 from llero.audit.context import Origin
-from llero.audit.keys import attach_keys, load_audit_keys
+from llero.audit.keys import attach_keys, attach_keys_to_factory, load_audit_keys
 from llero.config.settings import Settings
 from llero.logs import ensure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
+from llero.vault.fields import attach_field_keys, load_field_keys
+from llero.vault.kek_sources import load_vault_keyring
+from llero.vault.keyring import Keyring
 
 # The actor of CLI commands in the audit trail, since no user signs in to the CLI.
 CLI_ORIGIN = Origin.system("cli")
@@ -44,5 +48,28 @@ def audited_transaction(settings: Settings) -> Iterator[Session]:
         with database.transaction() as session:
             attach_keys(session, keys)
             yield session
+    finally:
+        database.dispose()
+
+
+@contextmanager
+def opened_vault(settings: Settings) -> Iterator[tuple[Database, Keyring]]:
+    """Yield the migrated database, keyed as the server keys it, and the vault's keyring.
+
+    The audit keys and the field keys are attached to every session the database makes. The
+    keyring comes from the KEK source the settings select. It is sealed when the base key is
+    missing or its key service fails, and such a failure is recorded as at a server start.
+    """
+    from llero.cli.main import fail  # noqa: PLC0415 - same reason as in cli_settings
+
+    audit_keys = load_audit_keys(settings.keys_dir)
+    database = Database(settings.resolved_database_url)
+    try:
+        if migrate.current_revision(database.engine) != migrate.head_revision():
+            fail("the database is not at the latest migration; run `llero init` or `llero migrate`")
+        attach_keys_to_factory(database.sessions, audit_keys)
+        keyring = load_vault_keyring(settings, database)
+        attach_field_keys(database.sessions, load_field_keys(settings.keys_dir, keyring))
+        yield database, keyring
     finally:
         database.dispose()

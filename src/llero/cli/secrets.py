@@ -27,13 +27,13 @@ from llero.errors import InvalidInput, Violation
 from llero.logs import ensure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
-from llero.vault.keyring import load_keyring
+from llero.vault.kek_sources import load_vault_keyring
 from llero.vault.models import SecretKind
 from llero.vault.service import MAX_VALUE_BYTES, VaultService
 
 NEEDS = (
     "Needs a data directory set up by `llero init` at the latest migration, and the vault's "
-    "master key (master.key or LLERO_MASTER_KEY)."
+    "master key (master.key, LLERO_MASTER_KEY, or the key service of LLERO_VAULT_KEK_SOURCE)."
 )
 ORIGIN = Origin.system("cli")
 
@@ -63,7 +63,7 @@ def _opened(settings: Settings) -> Iterator[_Context]:
                 "the database is not at the latest migration; run `llero init` or `llero migrate`"
             )
         attach_keys_to_factory(database.sessions, load_audit_keys(settings.keys_dir))
-        vault = VaultService(database, load_keyring(settings.keys_dir, settings.master_key))
+        vault = VaultService(database, load_vault_keyring(settings, database))
         with database.transaction() as session:
             yield _Context(session, vault)
     finally:

@@ -5,6 +5,8 @@ Files under the keys directory:
     master.key          the base KEK that `llero init` creates (version 1)
     kek/manifest.json   every KEK by id and version, the current one, and when each was retired
     kek/<id>.key        KEKs added by ``add_kek``, base64 like master.key
+    kek/<id>.key.wrapped  KEKs added by ``add_kek`` under an external key service, encrypted by
+                        it (see kek_wrapping.py); the base KEK is then master.key.wrapped
 
 LLERO_MASTER_KEY, when set, is the base KEK and master.key is not read, so a deployment can keep
 the key out of the data directory. Until the first ``add_kek`` there is no manifest and the base
@@ -27,7 +29,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -46,7 +48,8 @@ from llero.config.keyfiles import (
 from llero.crypto import Secret, random_token
 from llero.errors import KeyFileError, NotFound, Refused
 from llero.logs import get_logger
-from llero.vault.errors import VaultSealed
+from llero.vault.errors import BackendUnavailable, VaultSealed
+from llero.vault.kek_wrapping import KekWrapper
 
 KEK_DIR = "kek"
 MANIFEST = "manifest.json"
@@ -60,6 +63,8 @@ _KEK_ID_LABEL = b"llero vault kek id v1"
 
 # How often a running process looks for a KEK that another process added.
 REFRESH_INTERVAL_SECONDS = 1.0
+# How long a process waits before it calls a key service again that failed to decrypt a new KEK.
+SERVICE_RETRY_SECONDS = 5.0
 
 logger = get_logger(__name__)
 
@@ -86,6 +91,7 @@ class Kek:
 class KekSource(StrEnum):
     BASE = "base"  # LLERO_MASTER_KEY, or else master.key
     FILE = "file"  # kek/<id>.key
+    WRAPPED = "wrapped"  # kek/<id>.key.wrapped, decrypted by the external key service
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class Keyring:
         *,
         keys_dir: Path | None = None,
         master_key: SecretStr | None = None,
+        wrapper: KekWrapper | None = None,
     ) -> None:
         by_id = {kek.id: kek for kek in keks}
         if by_id and current_id not in by_id:
@@ -136,7 +143,11 @@ class Keyring:
         self._snapshot = _Snapshot(by_id, current_id, _manifest_signature(keys_dir))
         self._keys_dir = keys_dir
         self._master_key = master_key
+        self._wrapper = wrapper
         self._failed_signature: tuple[int, ...] | None = None
+        # Until when a manifest that failed to load because its key service failed is left
+        # alone. None marks a manifest that failed for good (a bad file).
+        self._retry_at: float | None = None
         self._lock = threading.Lock()
         self._checked_at = time.monotonic()
 
@@ -178,20 +189,37 @@ class Keyring:
         if self._keys_dir is None:
             return False
         with self._lock:
-            self._checked_at = time.monotonic()
+            now = self._checked_at = time.monotonic()
             signature = _manifest_signature(self._keys_dir)
             unchanged = signature == self._snapshot.manifest_signature
-            if unchanged or (signature is not None and signature == self._failed_signature):
+            if unchanged or self._failed_earlier(signature, now):
                 return False
             try:
-                self._snapshot = _load_snapshot(self._keys_dir, self._master_key)
+                self._snapshot = _load_snapshot(
+                    self._keys_dir, self._master_key, self._wrapper, known=self._snapshot.keks
+                )
             except KeyFileError as error:
                 # Logged once per version of the file, not on every lookup that misses.
-                self._failed_signature = signature
+                self._failed_signature, self._retry_at = signature, None
                 logger.warning("vault_keyring_reload_failed", error=error.message)
+                return False
+            except BackendUnavailable as error:
+                # A key service that is down may come back, so the same manifest is tried again,
+                # but not on every lookup, which would send it a request per secret read.
+                self._failed_signature, self._retry_at = signature, now + SERVICE_RETRY_SECONDS
+                logger.warning(
+                    "vault_keyring_reload_failed",
+                    error=error.message,
+                    retry_in=SERVICE_RETRY_SECONDS,
+                )
                 return False
             logger.info("vault_keyring_reloaded", current=self._snapshot.current, ids=self.ids)
             return True
+
+    def _failed_earlier(self, signature: tuple[int, ...] | None, now: float) -> bool:
+        if signature is None or signature != self._failed_signature:
+            return False
+        return self._retry_at is None or now < self._retry_at
 
     def seal(self) -> None:
         """Drop every loaded KEK, as if the process had started without its master key."""
@@ -212,7 +240,7 @@ class Keyring:
         with self._lock:
             if not self.sealed:
                 raise Refused("the vault is not sealed")
-            snapshot = _load_snapshot(self._keys_dir, master_key)
+            snapshot = _load_snapshot(self._keys_dir, master_key, self._wrapper)
             if snapshot.current is None:
                 raise KeyFileError("the master key did not load a KEK")
             self._master_key = master_key
@@ -221,41 +249,96 @@ class Keyring:
         logger.info("vault_unsealed", current=snapshot.current, ids=self.ids)
         return snapshot.keks[snapshot.current]
 
+    def manifest(self) -> Manifest:
+        """Return the manifest this keyring was loaded from (see ``read_manifest``)."""
+        return read_manifest(self._own_keys_dir(), self._master_key)
 
-def load_keyring(keys_dir: Path, master_key: SecretStr | None = None) -> Keyring:
+    def add_kek(self, *, before_listing: Callable[[KekRecord], None] | None = None) -> KekRecord:
+        """Add a new current KEK where this keyring's KEKs are kept, protected as they are, and
+        load it (see the module function ``add_kek``)."""
+        if self.sealed:
+            raise VaultSealed()
+        record = add_kek(
+            self._own_keys_dir(),
+            self._master_key,
+            wrapper=self._wrapper,
+            before_listing=before_listing,
+        )
+        self.refresh()
+        if self._snapshot.current != record.id:
+            raise KeyFileError(f"KEK {record.id} was added but did not load; see the log")
+        return record
+
+    def _own_keys_dir(self) -> Path:
+        if self._keys_dir is None:
+            raise Refused("this keyring has no key directory")
+        return self._keys_dir
+
+
+def load_keyring(
+    keys_dir: Path, master_key: SecretStr | None = None, wrapper: KekWrapper | None = None
+) -> Keyring:
     """Load every KEK in use; raise KeyFileError naming the file or variable that is unusable.
 
-    Returns a sealed keyring when there is no manifest, no LLERO_MASTER_KEY and no master.key.
+    ``wrapper`` decrypts the KEKs that a rotation added under an external key service; loading
+    them raises BackendUnavailable when it fails. Returns a sealed keyring when there is no
+    manifest, no LLERO_MASTER_KEY and no master.key.
     """
-    snapshot = _load_snapshot(keys_dir, master_key)
+    snapshot = _load_snapshot(keys_dir, master_key, wrapper)
     return Keyring(
-        snapshot.keks.values(), snapshot.current, keys_dir=keys_dir, master_key=master_key
+        snapshot.keks.values(),
+        snapshot.current,
+        keys_dir=keys_dir,
+        master_key=master_key,
+        wrapper=wrapper,
     )
 
 
 def add_kek(
-    keys_dir: Path, master_key: SecretStr | None = None, *, now: datetime | None = None
+    keys_dir: Path,
+    master_key: SecretStr | None = None,
+    *,
+    wrapper: KekWrapper | None = None,
+    before_listing: Callable[[KekRecord], None] | None = None,
+    now: datetime | None = None,
 ) -> KekRecord:
     """Create a new random KEK, make it the current one, and return its record.
 
-    The previous KEKs stay loaded, so every record stays readable until rotation.py has re-wrapped
-    it. The key file is written before the manifest, so a crash in between leaves an unlisted file
-    that is never loaded.
+    With ``wrapper`` the KEK is stored encrypted by the external key service, as the base KEK is
+    under that source. Without it, the KEK is a plain key file like master.key. The previous KEKs
+    stay loaded, so every record stays readable until rotation.py has re-wrapped it.
+
+    The key file is written before the manifest, so a crash in between leaves an unlisted file
+    that is never loaded. ``before_listing`` is called in between with the new record (to write
+    an audit record first); if it raises, the key file is deleted and the KEK is not added.
     """
     moment = _utc(now)
     with _locked(keys_dir):
         manifest = read_manifest(keys_dir, master_key)
-        _load_keks(keys_dir, master_key, manifest)
+        _load_keks(keys_dir, master_key, wrapper, manifest)
 
-        material = os.urandom(SYMMETRIC_KEY_BYTES)
-        kek_id = kek_id_of(material)
-        _write_durably(_kek_path(keys_dir, kek_id), base64.b64encode(material) + b"\n")
-
+        material = Secret(os.urandom(SYMMETRIC_KEY_BYTES))
+        kek_id = kek_id_of(material.reveal())
+        source = KekSource.FILE if wrapper is None else KekSource.WRAPPED
         version = max(record.version for record in manifest.keys) + 1
-        record = KekRecord(kek_id, version, KekSource.FILE, created_at=moment)
+        record = KekRecord(kek_id, version, source, created_at=moment)
+        path = _kek_path(keys_dir, kek_id, source)
+        _write_durably(path, _key_file_content(material, wrapper))
+        try:
+            if before_listing is not None:
+                before_listing(record)
+        except BaseException:
+            path.unlink()
+            raise
         _write_manifest(keys_dir, Manifest(current=kek_id, keys=(*manifest.keys, record)))
-    logger.info("vault_kek_added", kek_id=kek_id, version=version)
+    logger.info("vault_kek_added", kek_id=kek_id, version=version, source=source.value)
     return record
+
+
+def _key_file_content(material: Secret[bytes], wrapper: KekWrapper | None) -> bytes:
+    if wrapper is None:
+        return base64.b64encode(material.reveal()) + b"\n"
+    return wrapper.wrapped_document(material)
 
 
 def mark_retired(keys_dir: Path, kek_id: str, *, now: datetime | None = None) -> None:
@@ -301,7 +384,15 @@ def read_manifest(keys_dir: Path, master_key: SecretStr | None = None) -> Manife
 # Loading.
 
 
-def _load_snapshot(keys_dir: Path, master_key: SecretStr | None) -> _Snapshot:
+def _load_snapshot(
+    keys_dir: Path,
+    master_key: SecretStr | None,
+    wrapper: KekWrapper | None = None,
+    *,
+    known: Mapping[str, Kek] | None = None,
+) -> _Snapshot:
+    """Load the KEKs the manifest lists. A wrapped KEK found in ``known`` is taken from there,
+    so a reload calls the key service only for KEKs added since."""
     signature = _manifest_signature(keys_dir)
     try:
         manifest = read_manifest(keys_dir, master_key)
@@ -312,7 +403,7 @@ def _load_snapshot(keys_dir: Path, master_key: SecretStr | None) -> _Snapshot:
         # LLERO_MASTER_KEY or master.key. Without either, the keyring starts sealed too, instead
         # of loading the other KEKs and leaving the base KEK's records unreadable.
         return _Snapshot({}, None, signature)
-    keks = _load_keks(keys_dir, master_key, manifest)
+    keks = _load_keks(keys_dir, master_key, wrapper, manifest, known)
     return _Snapshot({kek.id: kek for kek in keks}, manifest.current, signature)
 
 
@@ -325,33 +416,57 @@ def _base_key_missing(keys_dir: Path, master_key: SecretStr | None, manifest: Ma
     return needs_base and master_key is None and not has_file
 
 
-def _load_keks(keys_dir: Path, master_key: SecretStr | None, manifest: Manifest) -> list[Kek]:
-    return [
-        _load_kek(keys_dir, master_key, record)
-        for record in manifest.keys
-        if record.retired_at is None
-    ]
+def _load_keks(
+    keys_dir: Path,
+    master_key: SecretStr | None,
+    wrapper: KekWrapper | None,
+    manifest: Manifest,
+    known: Mapping[str, Kek] | None = None,
+) -> list[Kek]:
+    keks = []
+    for record in manifest.keys:
+        if record.retired_at is not None:
+            continue
+        loaded = (known or {}).get(record.id)
+        if record.source is KekSource.WRAPPED and loaded is not None:
+            keks.append(loaded)
+        else:
+            keks.append(_load_kek(keys_dir, master_key, wrapper, record))
+    return keks
 
 
-def _load_kek(keys_dir: Path, master_key: SecretStr | None, record: KekRecord) -> Kek:
+def _load_kek(
+    keys_dir: Path, master_key: SecretStr | None, wrapper: KekWrapper | None, record: KekRecord
+) -> Kek:
     if record.source is KekSource.BASE:
         origin = _base_origin(keys_dir, master_key)
         material = _read_base_material(keys_dir, master_key)
         if material is None:
             raise KeyFileError(f"{origin} is missing, but {MANIFEST} lists it as KEK {record.id}")
     else:
-        path = _kek_path(keys_dir, record.id)
+        path = _kek_path(keys_dir, record.id, record.source)
         origin = str(path)
         if not path.exists() and not path.is_symlink():
             raise KeyFileError(
                 f"{origin} is missing, but {MANIFEST} lists it; restore it from the key backup"
             )
-        material = Secret(read_symmetric_key(path).material)
+        material = _read_kek_file(path, record, wrapper)
     if kek_id_of(material.reveal()) != record.id:
         raise KeyFileError(
             f"{origin} does not hold KEK {record.id} that {MANIFEST} lists; it is a different key"
         )
     return Kek(record.id, record.version, material)
+
+
+def _read_kek_file(path: Path, record: KekRecord, wrapper: KekWrapper | None) -> Secret[bytes]:
+    if record.source is KekSource.FILE:
+        return Secret(read_symmetric_key(path).material)
+    if wrapper is None:
+        raise KeyFileError(
+            f"{path} is encrypted by an external key service, but LLERO_VAULT_KEK_SOURCE is "
+            "file; set it to the service that wrapped the key"
+        )
+    return wrapper.unwrap_file(path)
 
 
 def _read_base_material(keys_dir: Path, master_key: SecretStr | None) -> Secret[bytes] | None:
@@ -386,8 +501,8 @@ def _base_created_at(keys_dir: Path) -> datetime:
 
 
 def _delete_retired_file(keys_dir: Path, record: KekRecord) -> None:
-    if record.source is KekSource.FILE:
-        _kek_path(keys_dir, record.id).unlink(missing_ok=True)
+    if record.source is not KekSource.BASE:
+        _kek_path(keys_dir, record.id, record.source).unlink(missing_ok=True)
         _sync_directory(_kek_dir(keys_dir))
     # NOTE: a retired base KEK stays in master.key (or LLERO_MASTER_KEY), because check_key_files
     # requires master.key to start the server. It is never loaded again, but until an admin
@@ -409,11 +524,12 @@ def _kek_dir(keys_dir: Path) -> Path:
     return keys_dir / KEK_DIR
 
 
-def _kek_path(keys_dir: Path, kek_id: str) -> Path:
+def _kek_path(keys_dir: Path, kek_id: str, source: KekSource = KekSource.FILE) -> Path:
     # The id becomes part of a path, so only the exact shape of an id is accepted.
     if not KEK_ID_PATTERN.fullmatch(kek_id):
         raise ValueError("a KEK id is 16 lower-case hex digits")
-    return _kek_dir(keys_dir) / f"{kek_id}.key"
+    suffix = ".key.wrapped" if source is KekSource.WRAPPED else ".key"
+    return _kek_dir(keys_dir) / f"{kek_id}{suffix}"
 
 
 def _manifest_signature(keys_dir: Path | None) -> tuple[int, ...] | None:

@@ -14,6 +14,7 @@ A batch updates a row only if it still names the KEK the batch read, so a row de
 re-wrapped by someone else meanwhile is left as it is.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,12 @@ def rotate_data_keys(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_batches: int | None = None,
+    on_batch: Callable[[str, int], None] | None = None,
 ) -> RotationResult:
     """Re-wrap every data key not wrapped by the current KEK, ``batch_size`` rows at a time.
 
+    ``on_batch`` is called after each committed batch with the column's name (as in
+    ``envelopes_by_kek``) and the rows the batch re-wrapped, to report progress.
     Stops after ``max_batches`` batches when given; a later call resumes there. Raises
     CiphertextInvalid when an envelope cannot be unwrapped (its KEK is missing or the bytes were
     changed); the batches before it stay committed.
@@ -143,6 +147,8 @@ def rotate_data_keys(
                 break
             rewrapped += count
             batches += 1
+            if on_batch is not None:
+                on_batch(column.name, count)
         else:
             finished = False
             break
