@@ -10,10 +10,13 @@ Run: .venv/bin/python benchmarks/vault.py [--records N] [--database-url URL]
    decryption, in the same run, best of ROUNDS rounds that alternate their order. The raw
    encryption draws its nonce the same way (os.urandom), and a second baseline reuses one fixed
    nonce to show the cipher alone.
-3. Time to re-wrap N records (100,000 by default) under a new KEK with rotate_data_keys.
+3. Time to re-wrap N secrets (100,000 by default, two envelopes each) under a new KEK, as
+   `llero keys rotate` does it: count the envelopes per KEK, add the KEK with its audit records,
+   re-wrap in batches of 500, and record the end.
 
 The database is a new SQLite file in a temporary directory unless --database-url names another,
-for example an empty PostgreSQL database. The benchmark creates its tables there.
+for example an empty PostgreSQL database. The benchmark creates its tables there, and opens it
+with the audit and field keys attached, as the server does.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import os
 import platform
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 import timeit
@@ -30,16 +34,23 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import insert, select
 
+from llero.audit.context import Origin
 from llero.config.keyfiles import create_key_files, make_private_dir
+from llero.config.settings import Settings
 from llero.crypto import AesGcmKey, Secret
+from llero.logs import configure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
+from llero.vault import kek_admin
 from llero.vault.envelope import open_plaintext, seal_plaintext
-from llero.vault.keyring import Keyring, add_kek, load_keyring
+from llero.vault.kek_sources import load_vault_keyring
+from llero.vault.keyring import Keyring
 from llero.vault.models import SecretKey, SecretKind, SecretVersion, StoredSecret
-from llero.vault.rotation import rotate_data_keys
 from llero.vault.secret_keys import key_binding
 from llero.vault.service import VaultService, value_binding
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keyed import keyed_database
 
 ROUNDS = 15
 LATENCY_CALLS = 20_000
@@ -174,24 +185,27 @@ def _key_row(keyring: Keyring, secret_id: int) -> dict[str, object]:
     return {"secret_id": secret_id, "envelope": envelope, "kek_id": keyring.current.id}
 
 
-def measure_rotation(database: Database, keys_dir: Path, count: int) -> None:
-    keyring = load_keyring(keys_dir)
+def measure_rotation(database: Database, settings: Settings, count: int) -> None:
+    keyring = load_vault_keyring(settings)
     start = time.perf_counter()
     store_records(database, keyring, count)
     stored = time.perf_counter() - start
 
-    add_kek(keys_dir)
-    keyring = load_keyring(keys_dir)
+    origin = Origin.system("benchmark")
     start = time.perf_counter()
-    result = rotate_data_keys(database, keyring)
+    begun = kek_admin.start_rotation(database, keyring, origin)
+    counted = time.perf_counter() - start
+    result = kek_admin.run_rotation(database, keyring, origin)
     rotated = time.perf_counter() - start
 
+    assert begun.added
     assert result.finished
-    assert result.rewrapped >= count
-    print(f"\nstore {count:,} records: {stored:6.1f} s (setup, for scale)")
+    assert result.rewrapped == begun.pending >= 2 * count
+    print(f"\nstore {count:,} secrets: {stored:6.1f} s (setup, for scale)")
     print(
-        f"rotate {result.rewrapped:,} records in {result.batches} batches: {rotated:6.1f} s "
-        f"({result.rewrapped / rotated:,.0f} records/s)"
+        f"rotate {result.rewrapped:,} envelopes of {count:,} secrets in {result.batches} "
+        f"batches: {rotated:6.1f} s ({result.rewrapped / rotated:,.0f} envelopes/s), of which "
+        f"{counted:.1f} s to count them and add the KEK"
     )
 
 
@@ -208,13 +222,16 @@ def main() -> None:
         make_private_dir(data_dir)
         create_key_files(data_dir / "keys")
         url = arguments.database_url or f"sqlite:///{data_dir / 'llero.db'}"
-        database = Database(url)
+        settings = Settings(_env_file=None, data_dir=data_dir, database_url=url)  # type: ignore[call-arg]
+        # Log lines at the settings' level (info), not structlog's default of every batch.
+        configure_logging(settings)
+        database = keyed_database(settings)
         try:
             migrate.upgrade(database.engine)
             print(f"database: {database.engine.dialect.name}")
-            measure_latency(database, load_keyring(data_dir / "keys"))
+            measure_latency(database, load_vault_keyring(settings))
             measure_throughput()
-            measure_rotation(database, data_dir / "keys", arguments.records)
+            measure_rotation(database, settings, arguments.records)
         finally:
             database.dispose()
 

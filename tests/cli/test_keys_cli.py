@@ -26,6 +26,7 @@ from llero.command import service as chat_service
 from llero.command.models import ChatSession
 from llero.command.providers.base import Message
 from llero.config.keyfiles import MASTER_KEY
+from llero.config.settings import Settings
 from llero.crypto import Secret
 from llero.storage.db import Database
 from llero.vault import kek_admin, rotation
@@ -33,6 +34,14 @@ from llero.vault.models import SecretKind, StoredSecret
 from llero.vault.service import VaultService
 from llero.web.app import create_app
 from tests.conftest import FixtureUser
+from tests.vault.conftest import (  # noqa: F401 - fixtures that the key service tests use
+    REGION,
+    aws_client,
+    aws_environment,
+    moto_endpoint,
+    vault_server,
+)
+from tests.vault.hashicorp_server import VaultTestServer
 
 PLANTED = "sk-live-PLANTED-keys-cli-3e4f5a6b7c8d9e0f"
 PLANTED_MESSAGE = "planted chat message 5d6e7f80 about the launch codes"
@@ -466,3 +475,65 @@ def test_rotate_with_sealed_vault_changes_nothing(
     assert result.exit_code == 2
     assert "the vault is sealed" in result.stderr
     assert not (data_dir / "keys" / "kek" / "manifest.json").exists()
+
+
+def _external_environ(
+    request: pytest.FixtureRequest, source: str, data_dir: Path, database: Database
+) -> dict[str, str]:
+    """Return the environment of an installation whose base KEK the key service wraps."""
+    environ = {
+        "LLERO_DATA_DIR": str(data_dir),
+        "LLERO_DATABASE_URL": database.url,
+        "LLERO_VAULT_KEK_SOURCE": source,
+    }
+    if source == "hashicorp_transit":
+        server: VaultTestServer = request.getfixturevalue("vault_server")
+        environ["LLERO_HASHICORP_URL"] = server.url
+        environ["LLERO_HASHICORP_TOKEN"] = server.new_token()
+        return environ
+    endpoint: str = request.getfixturevalue("moto_endpoint")
+    kms: Any = aws_client(endpoint, "kms")
+    environ["LLERO_AWS_REGION"] = REGION
+    environ["LLERO_AWS_ENDPOINT_URL"] = endpoint
+    environ["LLERO_AWS_KMS_KEY_ID"] = kms.create_key()["KeyMetadata"]["KeyId"]
+    return environ
+
+
+@pytest.mark.parametrize("source", ["hashicorp_transit", "aws_kms"])
+def test_rotation_under_key_service_wraps_new_kek(
+    request: pytest.FixtureRequest, source: str, database: Database, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "external-data"
+    environ = _external_environ(request, source, data_dir, database)
+    assert llero(environ, "init").exit_code == 0
+    created = llero(environ, "secrets", "create", "openai", stdin=PLANTED)
+    base_id = _status(environ)["current"]
+
+    rotated = llero(environ, "keys", "rotate", "--retire")
+    status = _status(environ)
+    settings = Settings(_env_file=None, **_settings_of(environ))  # type: ignore[call-arg]
+    restarted = create_app(settings, database)
+
+    assert created.exit_code == 0, created.output
+    assert rotated.exit_code == 0, rotated.output
+    new_id = status["current"]
+    assert _by_state(status) == {base_id: "retired", new_id: "current"}
+    assert [kek["source"] for kek in status["keks"]] == ["base", "wrapped"]
+    assert _kek_ids_in(status) == {new_id}
+    kek_dir = data_dir / "keys" / "kek"
+    wrapped = kek_dir / f"{new_id}.key.wrapped"
+    assert json.loads(wrapped.read_text())["source"] == source
+    assert _mode(wrapped) == 0o600
+    assert list(kek_dir.glob("*.key")) == []
+    assert not (data_dir / "keys" / MASTER_KEY).exists()
+    assert restarted.state.keyring.ids == (new_id,)
+    vault: VaultService = restarted.state.vault
+    with database.reader() as session:
+        secret_id = session.scalars(select(StoredSecret.id)).one()
+    assert vault.read_plaintext(secret_id).reveal() == PLANTED
+    for result in (created, rotated):
+        assert PLANTED not in result.output
+
+
+def _settings_of(environ: dict[str, str]) -> dict[str, str]:
+    return {name.removeprefix("LLERO_").lower(): value for name, value in environ.items()}

@@ -4,6 +4,7 @@ leaves the vault sealed with an audit record instead of falling back to master.k
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from llero.config.settings import KekSourceKind, Settings
 from llero.crypto import Secret
 from llero.errors import KeyFileError
 from llero.storage.db import Database
+from llero.vault import keyring as keyring_module
 from llero.vault.aws import KMS_ENCRYPTION_CONTEXT
 from llero.vault.backends import build_key_service
 from llero.vault.errors import VaultSealed
@@ -21,8 +23,11 @@ from llero.vault.kek_sources import (
     WRAPPED_MASTER_KEY,
     create_wrapped_master_key,
     load_vault_keyring,
+    unwrap_master_key,
 )
+from llero.vault.keyring import KekSource, kek_id_of, load_keyring
 from llero.vault.models import SecretKind
+from llero.vault.rotation import rotate_data_keys
 from llero.vault.service import VaultService
 from tests.vault.conftest import PLANTED, REGION, aws_client, backend_failures
 from tests.vault.hashicorp_server import VaultTestServer
@@ -190,3 +195,152 @@ def test_kms_down_leaves_vault_sealed(
     assert load_vault_keyring(down, audited_database).sealed
     [(_, detail)] = backend_failures(audited_database)
     assert (detail["backend"], detail["failure"]) == ("AWS KMS", "unreachable")
+
+
+# KEKs that a rotation adds under an external source.
+
+
+def _decrypts(server: VaultTestServer) -> int:
+    return sum(request.path == "/v1/transit/decrypt/llero" for request in server.state.requests)
+
+
+def _wrapped_kek(keys_dir: Path, kek_id: str) -> dict[str, Any]:
+    path = keys_dir / "kek" / f"{kek_id}.key.wrapped"
+    assert path.stat().st_mode & 0o777 == 0o600
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def test_rotation_wraps_new_kek_with_transit(
+    vault_server: VaultTestServer, external_keys_dir: Path, audited_database: Database
+) -> None:
+    settings = _transit_settings(external_keys_dir, vault_server.url, vault_server.new_token())
+    _initialise(settings)
+    keyring = load_vault_keyring(settings, audited_database)
+    vault = VaultService(audited_database, keyring)
+    secret_id = vault.create_secret(
+        name="openai", kind=SecretKind.GENERIC, value=Secret(PLANTED)
+    ).secret_id
+
+    record = keyring.add_kek()
+    rotate_data_keys(audited_database, keyring)
+    restarted = load_vault_keyring(settings, audited_database)
+
+    assert record.source is KekSource.WRAPPED
+    document = _wrapped_kek(external_keys_dir, record.id)
+    assert document["source"] == "hashicorp_transit"
+    assert document["wrapped"].startswith("vault:v1:")
+    assert not (external_keys_dir / "kek" / f"{record.id}.key").exists()
+    kek = keyring.kek(record.id)
+    assert kek is not None
+    stored = (external_keys_dir / "kek" / f"{record.id}.key.wrapped").read_bytes()
+    assert kek.material.reveal() not in stored
+    assert base64.b64encode(kek.material.reveal()) not in stored
+    assert restarted.current.id == record.id
+    assert VaultService(audited_database, restarted).read_plaintext(secret_id).reveal() == PLANTED
+
+
+def test_rotation_wraps_new_kek_with_kms(
+    moto_endpoint: str, external_keys_dir: Path, audited_database: Database
+) -> None:
+    settings = _kms_settings(external_keys_dir, moto_endpoint)
+    _initialise(settings)
+    keyring = load_vault_keyring(settings, audited_database)
+    secret_id = (
+        VaultService(audited_database, keyring)
+        .create_secret(name="openai", kind=SecretKind.GENERIC, value=Secret(PLANTED))
+        .secret_id
+    )
+
+    record = keyring.add_kek()
+    rotate_data_keys(audited_database, keyring)
+    restarted = load_vault_keyring(settings, audited_database)
+
+    document = _wrapped_kek(external_keys_dir, record.id)
+    assert document["source"] == KekSourceKind.AWS_KMS.value
+    kms: Any = aws_client(moto_endpoint, "kms")
+    plaintext = kms.decrypt(
+        CiphertextBlob=base64.b64decode(document["wrapped"]),
+        EncryptionContext=KMS_ENCRYPTION_CONTEXT,
+    )["Plaintext"]
+    assert kek_id_of(plaintext) == record.id
+    assert restarted.current.id == record.id
+    assert VaultService(audited_database, restarted).read_plaintext(secret_id).reveal() == PLANTED
+
+
+def test_running_keyring_decrypts_each_new_kek_once(
+    vault_server: VaultTestServer, external_keys_dir: Path, audited_database: Database
+) -> None:
+    settings = _transit_settings(external_keys_dir, vault_server.url, vault_server.new_token())
+    _initialise(settings)
+    server = load_vault_keyring(settings, audited_database)
+    operator = load_vault_keyring(settings, audited_database)
+
+    first = operator.add_kek()
+    before_first = _decrypts(vault_server)
+    assert server.refresh()
+    after_first = _decrypts(vault_server)
+    second = operator.add_kek()
+    before_second = _decrypts(vault_server)
+    assert server.refresh()
+
+    assert after_first - before_first == 1
+    assert _decrypts(vault_server) - before_second == 1
+    assert server.current.id == second.id
+    assert set(server.ids) >= {first.id, second.id}
+
+
+def test_key_service_down_at_reload_retries_later(
+    vault_server: VaultTestServer,
+    external_keys_dir: Path,
+    audited_database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [time.monotonic()]
+    monkeypatch.setattr(keyring_module.time, "monotonic", lambda: clock[0])
+    settings = _transit_settings(external_keys_dir, vault_server.url, vault_server.new_token())
+    _initialise(settings)
+    server = load_vault_keyring(settings, audited_database)
+    base_id = server.current.id
+    secret_id = (
+        VaultService(audited_database, server)
+        .create_secret(name="openai", kind=SecretKind.GENERIC, value=Secret(PLANTED))
+        .secret_id
+    )
+    added = load_vault_keyring(settings, audited_database).add_kek()
+
+    vault_server.state.denied.add("transit")
+    first = server.refresh()
+    requests_after_first = len(vault_server.state.requests)
+    second = server.refresh()
+    requests_after_second = len(vault_server.state.requests)
+    ids_while_down = server.ids
+    value_while_down = VaultService(audited_database, server).read_plaintext(secret_id).reveal()
+    vault_server.state.denied.clear()
+    clock[0] += keyring_module.SERVICE_RETRY_SECONDS
+    recovered = server.refresh()
+
+    assert first is False
+    assert second is False
+    # Within the retry interval the service is not called again.
+    assert requests_after_second == requests_after_first
+    assert ids_while_down == (base_id,)
+    assert value_while_down == PLANTED
+    assert recovered is True
+    assert server.ids == tuple(sorted({base_id, added.id}))
+    assert server.current.id == added.id
+
+
+def test_wrapped_kek_needs_its_key_service(
+    vault_server: VaultTestServer, external_keys_dir: Path, audited_database: Database
+) -> None:
+    settings = _transit_settings(external_keys_dir, vault_server.url, vault_server.new_token())
+    _initialise(settings)
+    keyring = load_vault_keyring(settings, audited_database)
+    keyring.add_kek()
+    service = build_key_service(settings)
+    assert service is not None
+    base_key = unwrap_master_key(external_keys_dir, service, KekSourceKind.HASHICORP_TRANSIT)
+
+    with pytest.raises(KeyFileError, match="encrypted by an external key service"):
+        load_keyring(external_keys_dir, base_key)
