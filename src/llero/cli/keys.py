@@ -11,9 +11,9 @@ import click
 from llero.cli.database import CLI_ORIGIN, audited_transaction, cli_settings, opened_vault
 from llero.incident.service import rotate_signing
 from llero.vault import kek_admin
-from llero.vault.kek_admin import KekState, KekStatus
-from llero.vault.keyring import KEK_ID_PATTERN, KekRecord
-from llero.vault.rotation import DEFAULT_BATCH_SIZE, RotationResult
+from llero.vault.kek_admin import KekState, KekStatus, RotationStart
+from llero.vault.keyring import KEK_ID_PATTERN
+from llero.vault.rotation import DEFAULT_BATCH_SIZE
 
 MAX_BATCH_SIZE = 10_000
 # Without a terminal, one progress line at most this often, so a log keeps a few lines per
@@ -85,33 +85,41 @@ def rotate_command(batch_size: int, retire: bool) -> None:
     settings = cli_settings()
     with opened_vault(settings) as (database, keyring):
         start = kek_admin.start_rotation(database, keyring, CLI_ORIGIN)
-        if start.added:
-            click.echo(f"added KEK {start.target.id} (version {start.target.version}), now current")
-        else:
-            click.echo(
-                f"resuming the rotation to KEK {start.target.id}: {start.pending} records left"
-            )
+        click.echo(_describe_start(start))
         progress = _Progress(start.pending, sys.stderr)
         result = kek_admin.run_rotation(
             database, keyring, CLI_ORIGIN, batch_size=batch_size, on_batch=progress.advance
         )
         progress.close()
         click.echo(
-            f"re-wrapped {result.rewrapped} records in {result.batches} batches; every record "
-            f"is wrapped by KEK {result.target_kek_id}"
+            f"re-wrapped {result.rewrapped} records in {result.batches} batches to KEK "
+            f"{result.target_kek_id}"
         )
         if retire:
             retired = kek_admin.retire_unused(database, keyring, settings.keys_dir, CLI_ORIGIN)
             for record in retired:
                 click.echo(f"retired KEK {record.id} (version {record.version})")
-            return
-        older = [record.id for record in keyring.manifest().keys if _retirable(record, result)]
-    for kek_id in older:
-        click.echo(f"KEK {kek_id} is no longer needed; retire it with `llero keys retire {kek_id}`")
+        status = kek_admin.kek_status(database, keyring.manifest())
+    for kek in status.keks:
+        if kek.state == "active":
+            click.echo(_advice(kek))
 
 
-def _retirable(record: KekRecord, result: RotationResult) -> bool:
-    return record.retired_at is None and record.id != result.target_kek_id
+def _describe_start(start: RotationStart) -> str:
+    if start.added:
+        return f"added KEK {start.target.id} (version {start.target.version}), now current"
+    return f"resuming the rotation to KEK {start.target.id}: {start.pending} records left"
+
+
+def _advice(kek: KekState) -> str:
+    """Return what to do next with an older KEK that is not retired."""
+    if kek.records:
+        # A server that had not switched yet sealed these after the batches had passed them.
+        return (
+            f"KEK {kek.id} still wraps {kek.records} records sealed during the rotation; run "
+            "`llero keys rotate` again to re-wrap them"
+        )
+    return f"KEK {kek.id} is no longer needed; retire it with `llero keys retire {kek.id}`"
 
 
 def _kek_id(context: click.Context, parameter: click.Parameter, value: str) -> str:

@@ -210,12 +210,15 @@ def retire_unused(
 ) -> list[KekRecord]:
     """Retire every KEK but the current one that no record needs; return the KEKs retired.
 
-    First waits out RETIRE_GRACE_SECONDS and re-wraps any record that a server sealed under an
-    older KEK in the meantime.
+    First waits out RETIRE_GRACE_SECONDS, then resumes the rotation if a server sealed records
+    under an older KEK meanwhile.
     """
     manifest = keyring.manifest()
     _wait_for_reloads(_record(manifest, manifest.current))
-    rotate_data_keys(database, keyring)
+    if kek_status(database, manifest).pending:
+        start_rotation(database, keyring, origin)
+        run_rotation(database, keyring, origin)
+
     retired = []
     for record in manifest.keys:
         if record.id == manifest.current or record.retired_at is not None:
