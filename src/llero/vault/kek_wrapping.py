@@ -2,8 +2,8 @@
 
 A wrapped key file is JSON: ``{"version": 1, "source": "<LLERO_VAULT_KEK_SOURCE>", "wrapped":
 "<the service's ciphertext>"}``, mode 0600. keys/master.key.wrapped contains the base KEK in
-this form, and keys/kek/<id>.key.wrapped each KEK that a rotation added under an external source. The
-key material itself is never written to disk.
+this form, and keys/kek/<id>.key.wrapped each KEK that a rotation added under an external
+source. The key material itself is never written to disk.
 """
 
 import json
