@@ -35,7 +35,7 @@ class LocalAcademy:
     usage: list[tuple[int, int, int | None, Usage]] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
 
-    def route(self, session: Session, agent: Agent) -> ProviderRoute:
+    def route(self, session: Session, agent: Agent, policy: EgressPolicy) -> ProviderRoute:
         suffix = "/v1" if self.protocol is WireProtocol.OPENAI else ""
         endpoint = Endpoint(agent.provider, self.protocol, self.base_url + suffix)
         return ProviderRoute(endpoint, agent.model, 1, f"provider:{agent.provider}")

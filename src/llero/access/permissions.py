@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import structlog
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from llero.errors import LleroError
+from llero.storage.threads import run_database_work
 
 PERMISSION_ATTRIBUTE = "__llero_permission__"
 # Methods that change nothing, and so stay open to everyone during a lockdown.
@@ -255,7 +255,7 @@ def requires(permission: Permission) -> Any:
         if permission in PUBLIC_PERMISSIONS:
             return
         authenticator: Authenticator = request.app.state.authenticator
-        principal = await run_in_threadpool(authenticator.authenticate, request)
+        principal = await run_database_work(authenticator.authenticate, request)
         # Counted before authorisation, so probing for permissions is limited too.
         if limiter is not None:
             await limiter.after_authentication(request, permission, principal)

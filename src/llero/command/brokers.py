@@ -33,11 +33,11 @@ class LiveAcademy:
         # at that price, even when an admin changes or removes the model while the call runs.
         self._prices: dict[tuple[str, str], ModelPrice] = {}
 
-    def route(self, session: Session, agent: Agent) -> ProviderRoute:
+    def route(self, session: Session, agent: Agent, policy: EgressPolicy) -> ProviderRoute:
         provider = get_provider_by_name(session, agent.provider)
         # Raises ModelNotPriced, so a call whose cost cannot be recorded is never made.
         self._prices[provider.name, agent.model] = model_price(provider, agent.model)
-        endpoint = endpoint_of(provider, self.egress_policy(session))
+        endpoint = endpoint_of(provider, policy)
         return ProviderRoute(endpoint, agent.model, provider.secret_id, f"provider:{provider.name}")
 
     def resolve(

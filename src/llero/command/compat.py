@@ -176,6 +176,10 @@ def _usage(result: RunResult) -> dict[str, int]:
     }
 
 
+# The most queued chunks joined into one write of the response.
+DRAIN_MAX = 64
+
+
 def _stream(
     engine: Engine,
     *,
@@ -235,6 +239,13 @@ def _stream(
             group.start_soon(produce)
             async with receive:
                 async for item in receive:
-                    yield item
+                    # Chunks that are already waiting go out in one write.
+                    waiting = [item]
+                    while len(waiting) < DRAIN_MAX:
+                        try:
+                            waiting.append(receive.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    yield "".join(waiting)
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from llero.access.ownership import Caller
 from llero.audit.context import Actor, Origin
@@ -53,6 +52,7 @@ from llero.forge.formats import export_tool
 from llero.forge.service import spec_of
 from llero.storage.base import utc_now
 from llero.storage.db import Database
+from llero.storage.threads import run_database_work
 from llero.vault.keyring import Keyring
 
 OnText = Callable[[str], Awaitable[None]]
@@ -71,7 +71,9 @@ class ProviderRoute:
 class Academy(Protocol):
     """The Command Center's view of providers, secrets, grants and budgets."""
 
-    def route(self, session: Session, agent: StoredAgent) -> ProviderRoute: ...
+    def route(
+        self, session: Session, agent: StoredAgent, policy: EgressPolicy
+    ) -> ProviderRoute: ...
 
     def resolve(
         self,
@@ -201,7 +203,9 @@ class Engine:
         seconds spent waiting for the provider and the tools.
         """
 
-        def prepare(session: Session) -> tuple[Agent, int, EgressPolicy]:
+        user_id = _user_of(caller)
+
+        def prepare(session: Session) -> tuple[Agent, _RunScope, EgressPolicy, Brokered]:
             stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))
             if stored is None:
                 raise NotFound(f"no agent named {agent_name!r}")
@@ -211,13 +215,18 @@ class Engine:
                 # The same answer as for a missing name, so names of private agents stay unknown.
                 raise NotFound(f"no agent named {agent_name!r}") from None
             stored = service.runnable_agent(session, stored.id, utc_now())
-            return self._agent(session, stored), stored.id, self.academy.egress_policy(session)
+            scope = _RunScope(user_id, None, stored.id)
+            policy = self.academy.egress_policy(session)
+            route = self.academy.route(session, stored, policy)
+            # The first step's budget check and key are settled in this transaction too, so a
+            # one-step answer costs one database round trip before the provider call.
+            brokered = _broker(self.academy, session, scope, route)
+            return self._agent(session, stored, route), scope, policy, brokered
 
-        agent, agent_id, policy = await self.in_transaction(prepare)
-        scope = _RunScope(_user_of(caller), None, agent_id)
+        agent, scope, policy, brokered = await self.in_transaction(prepare)
         hooks_time: list[float] = []
         result = await self._loop(
-            scope, agent, history, policy, on_text, save=False, waited=hooks_time
+            scope, agent, history, policy, on_text, save=False, waited=hooks_time, first=brokered
         )
         return result, sum(hooks_time)
 
@@ -231,9 +240,11 @@ class Engine:
         *,
         save: bool,
         waited: list[float] | None = None,
+        first: "Brokered | None" = None,
     ) -> RunResult:
         provider_http, webhook_http = self._clients(policy)
-        hooks = _Hooks(self, scope, ProviderClient(provider_http), webhook_http, on_text, save=save)
+        client = ProviderClient(provider_http)
+        hooks = _Hooks(self, scope, client, webhook_http, on_text, save=save, first=first)
         try:
             return await run(agent, history, hooks, self.settings.limits)
         finally:
@@ -269,12 +280,12 @@ class Engine:
         # A share of the agent may have been removed since the session was opened.
         get_agent(session, caller, chat.agent_id)
         stored = service.runnable_agent(session, chat.agent_id, utc_now())
-        agent = self._agent(session, stored)
+        policy = self.academy.egress_policy(session)
+        agent = self._agent(session, stored, self.academy.route(session, stored, policy))
         history = service.history(session, self.keyring, chat_id)
-        return agent, history, stored.id, self.academy.egress_policy(session)
+        return agent, history, stored.id, policy
 
-    def _agent(self, session: Session, stored: StoredAgent) -> Agent:
-        route = self.academy.route(session, stored)
+    def _agent(self, session: Session, stored: StoredAgent, route: ProviderRoute) -> Agent:
         tools = {tool.name: _runnable(session, tool, route) for tool in stored.toolkit}
         return Agent(route.model, stored.system_prompt, tools)
 
@@ -285,7 +296,7 @@ class Engine:
             with self.database.transaction() as session:
                 return work(session)
 
-        return await run_in_threadpool(transaction)
+        return await run_database_work(transaction)
 
 
 def _user_of(caller: Caller) -> int:
@@ -320,6 +331,41 @@ class _RunScope:
     chat_id: int | None
     agent_id: int
 
+    @property
+    def session_ref(self) -> str:
+        """Return the reference that key uses of this run are recorded under."""
+        if self.chat_id is None:
+            return f"completion:agent:{self.agent_id}"
+        return f"chat_session:{self.chat_id}"
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(Actor.agent(self.agent_id))
+
+
+# The route of the coming model call and the key brokered for it.
+Brokered = tuple[ProviderRoute, Secret[str] | None]
+
+
+def _broker(academy: Academy, session: Session, scope: _RunScope, route: ProviderRoute) -> Brokered:
+    """Check the budgets and resolve the key for a model call on ``route``, in ``session``.
+
+    Raises BudgetExceeded, ResolutionDenied or another LleroError; nothing is written before
+    a refusal, and the key use is recorded in ``session``.
+    """
+    academy.check_budget(session, user_id=scope.user_id, agent_id=scope.agent_id)
+    key = None
+    if route.secret_id is not None:
+        key = academy.resolve(
+            session,
+            agent_id=scope.agent_id,
+            secret_id=route.secret_id,
+            purpose=route.purpose,
+            session_ref=scope.session_ref,
+            origin=scope.origin,
+        )
+    return route, key
+
 
 class _Hooks(RunHooks):
     def __init__(
@@ -331,49 +377,39 @@ class _Hooks(RunHooks):
         on_text: OnText | None,
         *,
         save: bool = True,
+        first: Brokered | None = None,
     ) -> None:
         self._engine = engine
         self._save = save
         # Seconds spent in provider and tool calls, so the caller can tell Llero's own share.
         self.waited = 0.0
-        self._brokered: tuple[ProviderRoute, Secret[str] | None] | None = None
+        # Brokered while the run was prepared, for the first step only.
+        self._first = first
+        self._brokered: Brokered | None = None
+        self._scope = scope
         self._user_id = scope.user_id
         self._chat_id = scope.chat_id
         self._agent_id = scope.agent_id
         self._client = client
         self._webhook_http = webhook_http
         self._on_text = on_text
-        self._origin = Origin(Actor.agent(scope.agent_id))
-
-    @property
-    def _session_ref(self) -> str:
-        if self._chat_id is None:
-            return f"completion:agent:{self._agent_id}"
-        return f"chat_session:{self._chat_id}"
+        self._origin = scope.origin
 
     async def before_step(self) -> None:
+        if self._first is not None:
+            self._brokered, self._first = self._first, None
+            return
         # One transaction checks that the run may go on and brokers the coming call's key, so a
         # step costs one round trip to the database before the provider call and one after.
         academy = self._engine.academy
 
-        def check_and_broker(session: Session) -> tuple[ProviderRoute, Secret[str] | None]:
+        def check_and_broker(session: Session) -> Brokered:
             try:
                 agent = service.runnable_agent(session, self._agent_id, utc_now())
             except (Refused, NotFound) as error:
                 raise RunStopped(error.message) from None
-            academy.check_budget(session, user_id=self._user_id, agent_id=self._agent_id)
-            route = academy.route(session, agent)
-            key = None
-            if route.secret_id is not None:
-                key = academy.resolve(
-                    session,
-                    agent_id=self._agent_id,
-                    secret_id=route.secret_id,
-                    purpose=route.purpose,
-                    session_ref=self._session_ref,
-                    origin=self._origin,
-                )
-            return route, key
+            route = academy.route(session, agent, academy.egress_policy(session))
+            return _broker(academy, session, self._scope, route)
 
         try:
             self._brokered = await self._engine.in_transaction(check_and_broker)
@@ -445,7 +481,7 @@ class _Hooks(RunHooks):
                 agent_id=self._agent_id,
                 secret_id=secret_id,
                 purpose=f"webhook:{tool.spec.name.lower()}",
-                session_ref=self._session_ref,
+                session_ref=self._scope.session_ref,
                 origin=self._origin,
             )
 

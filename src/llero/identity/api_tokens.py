@@ -124,17 +124,28 @@ def find_usable_api_token(session: Session, token_hash: str, now: datetime) -> A
     record = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
     if record is None:
         return "unknown_api_token"
-    if record.revoked_at is not None:
+    problem = unusable_reason(record.revoked_at, record.expires_at, now)
+    return record if problem is None else problem
+
+
+def unusable_reason(revoked_at: datetime | None, expires_at: datetime, now: datetime) -> str | None:
+    """Return why a token with these times may not be used at ``now``, or None if it may."""
+    if revoked_at is not None:
         return "api_token_revoked"
-    if now >= record.expires_at:
+    if now >= expires_at:
         return "api_token_expired"
-    return record
+    return None
 
 
 def granted_scopes(record: ApiToken) -> frozenset[Permission]:
     """Return the token's scopes that its owner's current role still grants."""
-    scopes = {permission for permission in Permission if permission.value in record.scopes}
-    return frozenset(scopes) & delegable_permissions(record.user.role)
+    return scopes_granted(record.scopes, record.user.role)
+
+
+def scopes_granted(scopes: Sequence[str], role: str) -> frozenset[Permission]:
+    """Return the permissions named in ``scopes`` that ``role`` may still delegate."""
+    named = {permission for permission in Permission if permission.value in scopes}
+    return frozenset(named) & delegable_permissions(role)
 
 
 def record_use(database: Database, token_id: int, now: datetime) -> None:

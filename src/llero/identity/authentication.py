@@ -37,12 +37,12 @@ from llero.access.roles import Role, permissions_of
 from llero.crypto import constant_time_equals
 from llero.identity.api_tokens import (
     LAST_USE_PRECISION,
-    find_usable_api_token,
-    granted_scopes,
     record_use,
+    scopes_granted,
+    unusable_reason,
 )
 from llero.identity.context import IdentityContext
-from llero.identity.models import AuthSession, User, UserStatus
+from llero.identity.models import ApiToken, AuthSession, User, UserStatus
 from llero.identity.opaque import PREFIXES, OpaqueKind, parse_personal_api_token
 from llero.identity.tokens import (
     AccessClaims,
@@ -120,6 +120,30 @@ ACCOUNT_QUERY = (
     .where(User.id == bindparam("user_id"))
 )
 
+# The same for a personal API token: the token, its owner and the system state in one read.
+API_TOKEN_QUERY = (
+    select(
+        ApiToken.id,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.last_used_at,
+        ApiToken.scopes,
+        User.id,
+        User.role,
+        User.status,
+        User.not_before,
+        User.totp_seed_envelope.is_not(None).label("mfa_enabled"),
+        SYSTEM_STATE_QUERY.with_only_columns(SystemState.tokens_not_before)
+        .scalar_subquery()
+        .label("system_not_before"),
+        SYSTEM_STATE_QUERY.with_only_columns(SystemState.lockdown)
+        .scalar_subquery()
+        .label("lockdown"),
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
 # Verified access tokens, so a token's Ed25519 signature is checked once, not on every request.
 # An entry takes about 1 KiB (an estimate), so the cache stays under about 4 MiB.
 TOKEN_CACHE_SIZE = 4096
@@ -183,6 +207,7 @@ class RequestAuthenticator:
         self.context = context
         self.tokens = VerifiedTokenCache(context.tokens)
         self._account_read = PreparedRead(database.engine, ACCOUNT_QUERY)
+        self._api_token_read = PreparedRead(database.engine, API_TOKEN_QUERY)
 
     def authenticate(self, request: Request) -> Principal:
         """Return the principal of ``request``; raise NotAuthenticated or CsrfCheckFailed."""
@@ -262,17 +287,30 @@ class RequestAuthenticator:
             raise NotAuthenticated(f"api_token_{error.reason}") from None
 
         now = self.context.now()
-        with self.database.reader() as session:
-            found = find_usable_api_token(session, token_hash, now)
-            if isinstance(found, str):
-                raise NotAuthenticated(found)
-            system = session.execute(SYSTEM_STATE_QUERY).first()
-            principal = self._principal(
-                AccountState.of(found.user, (system[0], system[1]) if system else (None, None)),
-                TokenKind.API_TOKEN,
-                granted_scopes(found),
-            )
-            token_id, last_used_at = found.id, found.last_used_at
+        row = self._api_token_read.first({"token_hash": token_hash})
+        if row is None:
+            raise NotAuthenticated("unknown_api_token")
+        (
+            token_id,
+            revoked_at,
+            expires_at,
+            last_used_at,
+            scopes,
+            user_id,
+            role,
+            status,
+            not_before,
+            mfa_enabled,
+            system_not_before,
+            lockdown,
+        ) = row
+        problem = unusable_reason(revoked_at, expires_at, now)
+        if problem is not None:
+            raise NotAuthenticated(problem)
+        account = AccountState(
+            user_id, role, status, not_before, mfa_enabled, system_not_before, lockdown
+        )
+        principal = self._principal(account, TokenKind.API_TOKEN, scopes_granted(scopes, role))
 
         if last_used_at is None or now - last_used_at >= LAST_USE_PRECISION:
             record_use(self.database, token_id, now)

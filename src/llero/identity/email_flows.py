@@ -289,9 +289,7 @@ def invite_user(
     """
     require_mail(settings, "inviting a user")
     now = context.now()
-    user = create_user(
-        session, origin, email=email, display_name=display_name, role=role, now=now
-    )
+    user = create_user(session, origin, email=email, display_name=display_name, role=role, now=now)
     record_as(session, origin, AuditEvent.USER_INVITED, _user_target(user), {"role": str(role)})
     return _invitation(session, settings, user, now)
 

@@ -191,8 +191,7 @@ def _check_guessability(
         if word in folded:
             return PasswordRejection(
                 PasswordRule.CONTAINS_CONTEXT_WORD,
-                f"password contains the word {word!r}, which is easy to guess here; "
-                "choose another",
+                f"password contains the word {word!r}, which is easy to guess here; choose another",
             )
     return None
 

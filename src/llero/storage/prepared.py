@@ -16,7 +16,7 @@ from sqlalchemy import Engine, Select
 class PreparedRead:
     """One SELECT statement, compiled for ``engine``, that returns its first row or None."""
 
-    def __init__(self, engine: Engine, statement: Select[Any]) -> None:
+    def __init__(self, engine: Engine, statement: Select[*tuple[Any, ...]]) -> None:
         self._engine = engine
         dialect = engine.dialect
         compiled = statement.compile(dialect=dialect)

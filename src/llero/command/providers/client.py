@@ -4,8 +4,10 @@ The HTTP client is an egress-guarded one (``llero.egress.guarded_client``), so a
 is checked again on the address it resolves to at every call.
 """
 
+import codecs
 import json
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +24,7 @@ from llero.command.providers.base import (
     FailureKind,
     ProviderFailure,
     StreamEvent,
+    TextDelta,
     malformed,
 )
 from llero.crypto import Secret
@@ -30,6 +33,7 @@ from llero.crypto import Secret
 # this is cut off rather than read into memory.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_STREAM_LINE_BYTES = 1024 * 1024
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 MAX_ERROR_BYTES = 64 * 1024
 
 
@@ -174,9 +178,23 @@ class ProviderClient:
                 "POST", endpoint.url(), json=payload, headers=adapter.headers(key)
             ) as response:
                 await _check_status(endpoint, response)
-                async for event_name, data in _server_sent_events(endpoint, response):
-                    for event in parser.feed(event_name, data):
-                        yield event
+                async for batch in _server_sent_events(endpoint, response):
+                    # The text of the events that arrived together is relayed as one piece, so
+                    # a fast stream costs one relay step per read, not one per token.
+                    text: list[str] = []
+                    for event_name, data in batch:
+                        for event in parser.feed(event_name, data):
+                            if isinstance(event, TextDelta):
+                                text.append(event.text)
+                                continue
+                            if text:
+                                yield TextDelta("".join(text))
+                                text = []
+                            yield event
+                        if parser.done:
+                            break
+                    if text:
+                        yield TextDelta("".join(text))
                     if parser.done:
                         break
         except httpx.TimeoutException:
@@ -247,25 +265,45 @@ async def _read_capped(
 
 async def _server_sent_events(
     endpoint: Endpoint, response: httpx.Response
-) -> AsyncIterator[tuple[str, str]]:
-    """Yield (event name, data) for each server-sent event in ``response``."""
+) -> AsyncIterator[list[tuple[str, str]]]:
+    """Yield the (event name, data) pairs of the server-sent events that each read completes.
+
+    Lines end with CRLF, LF or CR, as the event-stream format allows; a line longer than
+    MAX_STREAM_LINE_BYTES characters is rejected before it is complete.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    partial = ""
     event_name = ""
     data: list[str] = []
-    async for line in response.aiter_lines():
-        if len(line) > MAX_STREAM_LINE_BYTES:
+    async for chunk in response.aiter_bytes():
+        text = partial + decoder.decode(chunk)
+        # A CR at the end may be the first half of a CRLF, so it waits for the next read.
+        held = "\r" if text.endswith("\r") else ""
+        lines = _LINE_BREAK.split(text[: len(text) - len(held)])
+        partial = lines.pop() + held
+        if len(partial) > MAX_STREAM_LINE_BYTES:
             raise malformed(endpoint.name, "a stream line is too long")
-        if not line:
-            if data:
-                yield event_name, "\n".join(data)
-            event_name, data = "", []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            event_name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
+        events: list[tuple[str, str]] = []
+        for line in lines:
+            if len(line) > MAX_STREAM_LINE_BYTES:
+                raise malformed(endpoint.name, "a stream line is too long")
+            if not line:
+                if data:
+                    events.append((event_name, "\n".join(data)))
+                event_name, data = "", []
+            elif line.startswith(":"):
+                continue
+            elif line.startswith("event:"):
+                event_name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        if events:
+            yield events
+    last = (partial + decoder.decode(b"", final=True)).rstrip("\r")
+    if last.startswith("data:"):
+        data.append(last[5:].removeprefix(" "))
     if data:
-        yield event_name, "\n".join(data)
+        yield [(event_name, "\n".join(data))]
 
 
 def _timed_out(endpoint: Endpoint) -> ProviderFailure:
