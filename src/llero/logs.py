@@ -116,8 +116,14 @@ _JSON = structlog.processors.JSONRenderer()
 def ensure_logging(settings: Settings) -> None:
     """Configure logging unless the process already did, so an embedded app never falls back to
     structlog's development defaults, which print tracebacks with local variables."""
-    if not structlog.is_configured():
+    if not _configured_by_llero():
         configure_logging(settings)
+
+
+def _configured_by_llero() -> bool:
+    # structlog.testing.capture_logs leaves structlog marked as configured, with its default
+    # logger printing to stdout; only Llero's own configuration hands events to the handlers.
+    return structlog.is_configured() and _hand_to_handlers in structlog.get_config()["processors"]
 
 
 def _formatter(renderer: structlog.types.Processor) -> structlog.stdlib.ProcessorFormatter:
