@@ -23,7 +23,7 @@ from llero.config.settings import Settings
 from llero.identity.context import IdentityContext
 from llero.identity.mfa import new_totp_seed
 from llero.identity.models import User, UserStatus
-from llero.identity.queries import email_key_of
+from llero.identity.queries import email_keys_of
 from llero.identity.sessions import ClientInfo, start_session
 from llero.storage import migrate
 from llero.storage.db import Database
@@ -159,8 +159,11 @@ def create_test_user(
     with database.transaction() as session:
         # Stored directly rather than through create_user, so a fixture user leaves no audit
         # record: tests of the trail see only the events they cause.
+        keys = email_keys_of(session, address)
         user = User(
-            email_key=email_key_of(session, address),
+            email_key=keys.email_key,
+            email_skeleton_key=keys.skeleton_key,
+            email_upper_skeleton_key=keys.upper_skeleton_key,
             display_name=f"Test {role}",
             role=Role(role),
             created_at=now,

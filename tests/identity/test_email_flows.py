@@ -375,6 +375,76 @@ def test_signup_cyrillic_lookalike_rejected(
     assert mail_server.wait_for(1, timeout=0.5) == []
 
 
+@pytest.mark.parametrize(
+    "lookalike",
+    [
+        # "access" spelt wholly in Cyrillic letters.
+        "\u0430\u0441\u0441\u0435\u0455\u0455@example.com",
+        # A variation selector, which renders as nothing.
+        "access\ufe0f@example.com",
+        # Cyrillic capitals that read as "ACCESS".
+        "\u0410\u0421\u0421\u0415\u0405\u0405@example.com",
+    ],
+    ids=["cyrillic-lower-case", "variation-selector", "cyrillic-capitals"],
+)
+def test_signup_whole_script_lookalike_makes_no_account(
+    app: FastAPI, anonymous_client: TestClient, mail_server: MailServer, lookalike: str
+) -> None:
+    first = _sign_up(anonymous_client, "Access@Example.com")
+    [verification] = mail_server.wait_for(1)
+
+    second = _sign_up(anonymous_client, lookalike)
+
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert _user_count(app.state.database) == 1
+    # The look-alike's owner gets no mail, and the first address gets no second one.
+    assert mail_server.wait_for(2, timeout=1.0) == [verification]
+
+
+def test_signup_lookalikes_of_admin_make_one_account(
+    app: FastAPI, anonymous_client: TestClient, mail_server: MailServer
+) -> None:
+    responses = [
+        _sign_up(anonymous_client, address)
+        for address in (
+            "Admin@Example.com",
+            "admin@example.com",
+            # The Cyrillic capital U+0410 before the Latin "DMIN", which mixes scripts.
+            "\u0410DMIN@example.com",
+            # Cyrillic has no look-alike of every letter of "admin", but an invisible variation
+            # selector passes normalisation and has the skeleton of "admin".
+            "admin\ufe0f@example.com",
+        )
+    ]
+
+    assert [response.status_code for response in responses] == [202, 202, 422, 202]
+    assert responses[2].json()["details"][0]["field"] == "email"
+    assert _user_count(app.state.database) == 1
+    assert [mail.recipients for mail in mail_server.wait_for(2, timeout=1.0)] == [
+        ["Admin@Example.com"]
+    ]
+
+
+def test_signup_non_latin_name_accepted(
+    app: FastAPI, anonymous_client: TestClient, mail_server: MailServer
+) -> None:
+    _sign_up(anonymous_client, "ivan@example.com")
+    mail_server.wait_for(1)
+    # Ivan in Cyrillic letters: a real name, not a look-alike of "ivan".
+    cyrillic = "\u0418\u0432\u0430\u043d@example.com"
+
+    response = _sign_up(anonymous_client, cyrillic)
+
+    assert response.status_code == 202
+    assert _user_count(app.state.database) == 2
+    mails = mail_server.wait_for(2)
+    assert [mail.recipients for mail in mails] == [["ivan@example.com"], [cyrillic]]
+    token = _link_token(mails[1], "/verify-email")
+    assert _verify(anonymous_client, token).status_code == 200
+    assert sign_in(anonymous_client, cyrillic, NEW_PASSWORD).status_code == 200
+
+
 def test_signup_lost_mail_can_be_sent_again(
     app: FastAPI, anonymous_client: TestClient, mail_server: MailServer
 ) -> None:

@@ -1,4 +1,5 @@
-"""Email normalisation for uniqueness: NFKC, case folding, IDNA, and rejection of invalid forms."""
+"""Email normalisation for uniqueness: NFKC, case folding, IDNA, rejection of invalid forms, and
+the skeletons under which look-alike addresses collide."""
 
 import idna
 import pytest
@@ -7,6 +8,8 @@ from llero.identity.emails import (
     MAX_ADDRESS_OCTETS,
     EmailRejected,
     EmailRule,
+    EmailSkeletons,
+    email_skeletons,
     normalize_email,
 )
 
@@ -183,3 +186,65 @@ def test_address_of_254_octets_is_accepted() -> None:
     assert len(address) == MAX_ADDRESS_OCTETS
 
     assert normalize_email(address) == address
+
+
+def _skeletons(address: str) -> EmailSkeletons:
+    return email_skeletons(normalize_email(address))
+
+
+@pytest.mark.parametrize(
+    ("lookalike", "original"),
+    [
+        # Every letter of the local part Cyrillic.
+        ("\u0430\u0441\u0441\u0435\u0455\u0455@example.com", "access@example.com"),
+        # Every letter of the first domain label Cyrillic, as typed and as an A-label.
+        ("jose@\u0455\u0441\u043e\u0440\u0435.com", "jose@scope.com"),
+        (
+            "jose@" + idna.encode("\u0455\u0441\u043e\u0440\u0435").decode() + ".com",
+            "jose@scope.com",
+        ),
+        # An invisible variation selector after the local part.
+        ("admin\ufe0f@example.com", "Admin@Example.com"),
+        ("rnodern@example.com", "modern@example.com"),
+    ],
+    ids=["cyrillic-local-part", "cyrillic-label", "cyrillic-a-label", "variation-selector", "rn-m"],
+)
+def test_lower_case_lookalike_shares_skeleton(lookalike: str, original: str) -> None:
+    assert normalize_email(lookalike) != normalize_email(original)
+    assert _skeletons(lookalike).lower == _skeletons(original).lower
+
+
+@pytest.mark.parametrize(
+    ("lookalike", "original"),
+    [
+        # Cyrillic capitals, whose lower-case forms do not look like "kot".
+        ("\u041a\u041e\u0422@example.com", "kot@example.com"),
+        # Greek capitals.
+        ("\u039a\u0391\u03a1\u0391@example.com", "Kapa@example.com"),
+        ("j0hn@example.com", "JOHN@example.com"),
+    ],
+    ids=["cyrillic-capitals", "greek-capitals", "zero-for-o"],
+)
+def test_upper_case_lookalike_shares_upper_skeleton(lookalike: str, original: str) -> None:
+    assert _skeletons(lookalike).lower != _skeletons(original).lower
+    assert _skeletons(lookalike).upper == _skeletons(original).upper
+
+
+@pytest.mark.parametrize(
+    ("address", "other"),
+    [
+        ("\u0438\u0432\u0430\u043d@example.com", "ivan@example.com"),
+        (
+            "\u043d\u0430\u0442\u0430\u043b\u044c\u044f@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444",
+            "natalya@example.com",
+        ),
+        ("mall@example.com", "mail@example.com"),
+        ("lena@example.com", "iena@example.com"),
+    ],
+    ids=["cyrillic-ivan", "cyrillic-natalya", "mall-mail", "l-i"],
+)
+def test_different_looking_addresses_keep_different_skeletons(address: str, other: str) -> None:
+    first, second = _skeletons(address), _skeletons(other)
+
+    assert first.lower != second.lower
+    assert first.upper != second.upper

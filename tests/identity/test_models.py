@@ -51,6 +51,8 @@ def test_identity_personal_columns_confidential() -> None:
     assert _classified(DataClass.CONFIDENTIAL) == {
         "users.email_envelope",
         "users.email_key",
+        "users.email_skeleton_key",
+        "users.email_upper_skeleton_key",
         "auth_sessions.client_address_envelope",
         "auth_sessions.user_agent_envelope",
     }

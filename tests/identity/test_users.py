@@ -41,6 +41,36 @@ def test_profile_display_name_updated(anonymous_client: TestClient, make_user: M
     assert response.json()["display_name"] == "Grace Hopper"
 
 
+def test_lookalike_email_rejected(client: TestClient, make_user: MakeUser) -> None:
+    make_user(role=Role.VIEWER, email="access@example.com")
+    # "access" spelt wholly in Cyrillic letters, which normalisation alone lets through.
+    lookalike = "\u0430\u0441\u0441\u0435\u0455\u0455@example.com"
+
+    response = client.post("/api/users", json={"email": lookalike, "role": "viewer"})
+
+    assert response.status_code == 409
+    assert response.json()["details"] == [
+        {
+            "field": "email",
+            "problem": "email address looks like the address of another user; use another "
+            "address",
+        }
+    ]
+    assert client.get("/api/users").json()["total"] == 2
+
+
+def test_non_latin_email_beside_latin_accepted(client: TestClient, make_user: MakeUser) -> None:
+    make_user(role=Role.VIEWER, email="ivan@example.com")
+
+    response = client.post(
+        "/api/users",
+        json={"email": "\u0418\u0432\u0430\u043d@example.com", "role": "viewer"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert client.get("/api/users").json()["total"] == 3
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

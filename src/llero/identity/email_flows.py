@@ -31,6 +31,7 @@ from llero.config.settings import Settings
 from llero.crypto import Secret
 from llero.errors import LleroError, Refused
 from llero.identity.context import IdentityContext
+from llero.identity.emails import EmailLookalikeTaken
 from llero.identity.errors import AuthenticationFailed
 from llero.identity.models import OneTimePurpose, OneTimeToken, RevocationReason, User, UserStatus
 from llero.identity.opaque import issue_email_link_token, parse_email_link_token
@@ -219,9 +220,20 @@ def _sign_up(
     with database.transaction() as session:
         user = _find_user(session, email)
         if user is None:
-            user = create_user(
-                session, origin, email=email, display_name=display_name, role=SIGNUP_ROLE, now=now
-            )
+            try:
+                user = create_user(
+                    session,
+                    origin,
+                    email=email,
+                    display_name=display_name,
+                    role=SIGNUP_ROLE,
+                    now=now,
+                )
+            except EmailLookalikeTaken:
+                # No mail goes out: the look-alike's owner would learn that the imitated
+                # address has an account, and the imitated owner did not ask for anything.
+                log.info("signup:not_created", reason="lookalike_email")
+                return
             record_as(session, origin, AuditEvent.USER_SIGNED_UP, _user_target(user))
         elif not _awaits_verification(session, user):
             # NOTE: these notices are not limited per account, because no token row records

@@ -6,6 +6,11 @@ goes beyond RFC 5321, which lets a server tell ``Alice`` from ``alice``. No comm
 does so, and folding can only merge two addresses into one key, never let one mailbox claim two
 accounts. Keep the address as the user typed it for sending mail.
 
+``email_skeletons`` returns the forms under which two addresses that look alike collide, so that
+a second account cannot take an address that reads like an existing one. ``normalize_email``
+already rejects a local part or domain label that mixes scripts. The skeletons also catch a
+look-alike written wholly in another script, such as "access" spelt in Cyrillic letters.
+
 Quoted local parts (``"john doe"@example.com``), comments and IP-literal domains are rejected.
 They are valid in RFC 5322 but rare in practice, and each makes it harder to decide when two
 strings name the same mailbox.
@@ -17,7 +22,8 @@ from enum import StrEnum
 
 import idna
 
-from llero.errors import InvalidInput, Violation
+from llero.errors import Conflict, InvalidInput, Violation
+from llero.identity.confusables import skeleton
 
 # RFC 5321 limits a local part to 64 octets and a forward path to 256 octets including its two
 # angle brackets, which leaves 254 for the address.
@@ -47,11 +53,6 @@ _ALLOWED_SCRIPT_MIXES = (
     frozenset({"LATIN", "HAN", "HANGUL"}),
 )
 
-# TODO: a look-alike key is missing: the skeleton of Unicode TR39, under which a Cyrillic "a"
-# and a Latin "a" give the same key. It needs TR39's confusables data, which Llero does not ship
-# yet. The mixed-script rule stops most spoofs, but a whole-script look-alike (every letter
-# Cyrillic, as U+0430 U+0440 U+0435 spell "ape") can still hold a second account.
-
 
 class EmailRule(StrEnum):
     """The rule that a rejected address broke; stable, for clients to branch on."""
@@ -79,6 +80,29 @@ class EmailRejected(InvalidInput):
         self.rule = rejection.rule
 
 
+class EmailLookalikeTaken(Conflict):
+    """Another user's address has the same skeleton, so the two would read as one address."""
+
+    def __init__(self) -> None:
+        message = "email address looks like the address of another user; use another address"
+        super().__init__(message, details=[Violation("email", message)])
+
+
+@dataclass(frozen=True)
+class EmailSkeletons:
+    """The UTS #39 skeletons of a normalised address in lower and in upper case.
+
+    Addresses match without regard to case, so a look-alike may imitate either form. The
+    Cyrillic letters U+0430 U+0441 U+0441 U+0435 U+0455 U+0455 imitate "access" in lower case.
+    The Cyrillic capitals U+041A U+041E U+0422 imitate "KOT", but in lower case they do not
+    look like "kot". Comparing one case-folded skeleton instead would join letters that look
+    alike in neither case, such as "L" and "I".
+    """
+
+    lower: str
+    upper: str
+
+
 def normalize_email(address: str) -> str:
     """Return the normalised form of ``address`` for uniqueness checks, or raise EmailRejected."""
     if len(address) > _MAX_INPUT_CHARACTERS:
@@ -98,6 +122,18 @@ def normalize_email(address: str) -> str:
     if len(normalized.encode("utf-8")) > MAX_ADDRESS_OCTETS:
         raise _too_long()
     return normalized
+
+
+def email_skeletons(normalized: str) -> EmailSkeletons:
+    """Return the skeletons of an address that ``normalize_email`` returned.
+
+    The domain's skeletons are taken of its Unicode form, because the A-label of a look-alike
+    ("xn--...") does not resemble the name it imitates.
+    """
+    local_part, _, domain = normalized.rpartition("@")
+    unicode_domain = ".".join(_unicode_label(label) for label in domain.split("."))
+    lower = f"{local_part}@{unicode_domain}"
+    return EmailSkeletons(lower=skeleton(lower), upper=skeleton(lower.upper()))
 
 
 def _normalize_local_part(local_part: str) -> str:

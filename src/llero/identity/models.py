@@ -78,6 +78,25 @@ class User(Base):
     email_key: Mapped[str] = classified(
         DataClass.CONFIDENTIAL, String(EMAIL_KEY_MAX), unique=True, at_rest=AtRest.HASH
     )
+    # Blind indexes of the lower- and upper-case skeletons of the address
+    # (identity.emails.email_skeletons), so that no second user takes an address that reads the
+    # same. None only where migration 0014 found an older user whose skeleton was taken already.
+    email_skeleton_key: Mapped[str | None] = classified(
+        DataClass.CONFIDENTIAL,
+        String(HASH_HEX_LENGTH),
+        nullable=True,
+        unique=True,
+        index=True,
+        at_rest=AtRest.HASH,
+    )
+    email_upper_skeleton_key: Mapped[str | None] = classified(
+        DataClass.CONFIDENTIAL,
+        String(HASH_HEX_LENGTH),
+        nullable=True,
+        unique=True,
+        index=True,
+        at_rest=AtRest.HASH,
+    )
     display_name: Mapped[str] = classified(DataClass.INTERNAL, String(DISPLAY_NAME_MAX), default="")
     # An access.roles.Role value.
     role: Mapped[str] = classified(DataClass.INTERNAL, String(16))

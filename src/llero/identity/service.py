@@ -32,7 +32,7 @@ from llero.identity.context import (
     MFA_CHALLENGE_LIFETIME,
     IdentityContext,
 )
-from llero.identity.emails import EmailRejected, normalize_email
+from llero.identity.emails import EmailLookalikeTaken, EmailRejected, normalize_email
 from llero.identity.errors import AuthenticationFailed, TooManyAttempts
 from llero.identity.mfa import (
     TotpEnrollment,
@@ -60,7 +60,13 @@ from llero.identity.passwords import (
     verify_password_without_account_async,
 )
 from llero.identity.policy import require_valid_password
-from llero.identity.queries import changed_rows, email_key_of, user_by_email
+from llero.identity.queries import (
+    changed_rows,
+    email_key_of,
+    email_keys_of,
+    lookalike_user_id,
+    user_by_email,
+)
 from llero.identity.sessions import ClientInfo, IssuedTokens, revoke_all_sessions, start_session
 from llero.identity.throttle import Subject, Throttled, count_attempt, forgive_attempt, subjects_of
 from llero.identity.tokens import InvalidToken
@@ -119,15 +125,22 @@ def create_user(
 ) -> User:
     """Create a pending user; raise InvalidInput for a bad field and Conflict for a taken email.
 
+    An address that looks like another user's raises EmailLookalikeTaken, a Conflict.
     Raises VaultSealed when no KEK is loaded, because the address is stored sealed.
     """
-    email_key = email_key_of(session, email)
+    keys = email_keys_of(session, email)
     name = _checked_display_name(display_name)
-    if session.scalar(select(User.id).where(User.email_key == email_key)) is not None:
+    if session.scalar(select(User.id).where(User.email_key == keys.email_key)) is not None:
         raise Conflict("a user with this email address already exists")
+    lookalike_id = lookalike_user_id(session, keys)
+    if lookalike_id is not None:
+        log.info("user:lookalike_email_rejected", lookalike_of=lookalike_id)
+        raise EmailLookalikeTaken()
 
     user = User(
-        email_key=email_key,
+        email_key=keys.email_key,
+        email_skeleton_key=keys.skeleton_key,
+        email_upper_skeleton_key=keys.upper_skeleton_key,
         display_name=name,
         role=Role(role),
         status=UserStatus.PENDING,
