@@ -7,20 +7,27 @@ advances it by one second, so 1,000 attempts span about 17 minutes.
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from llero.access.roles import Role
 from llero.audit.events import AuditEvent
 from llero.audit.service import AuditFilter, query
 from llero.config.settings import Settings
 from llero.identity.context import IdentityContext
-from llero.identity.models import ThrottleScope
-from llero.identity.throttle import MAX_DELAY, MAX_LOCKOUT, ThrottleLimits, ThrottlePolicy
+from llero.identity.models import LoginThrottle, ThrottleScope
+from llero.identity.throttle import (
+    MAX_DELAY,
+    MAX_LOCKOUT,
+    ThrottleLimits,
+    ThrottlePolicy,
+    purge_expired,
+)
 from llero.storage.db import Database
 from llero.web.app import create_app
 from tests.conftest import FixtureUser, create_test_user
@@ -302,3 +309,76 @@ def test_default_waits(
     policy = ThrottlePolicy.from_settings(settings)
 
     assert policy.wait_after(scope, failures) == expected
+
+
+def _stored_subjects(database: Database) -> set[str]:
+    with database.reader() as session:
+        return set(session.scalars(select(LoginThrottle.subject_hash)))
+
+
+def _store_row(
+    database: Database, subject: str, window_started_at: datetime, locked_until: datetime | None
+) -> None:
+    with database.transaction() as session:
+        session.add(
+            LoginThrottle(
+                scope=ThrottleScope.ACCOUNT,
+                subject_hash=subject,
+                failure_count=10,
+                window_started_at=window_started_at,
+                locked_until=locked_until,
+            )
+        )
+
+
+def test_expired_rows_purged_by_next_attempt(
+    proxied_app: FastAPI, proxied_client: TestClient
+) -> None:
+    clock = freeze_clock(proxied_app)
+    database: Database = proxied_app.state.database
+    for index in range(20):
+        email = f"nobody-{index}@example.com"
+        _attempt(proxied_client, clock, email, "203.0.113.9", WRONG_PASSWORD)
+    assert len(_stored_subjects(database)) == 21
+    clock.advance(timedelta(hours=24))
+
+    response = _attempt(
+        proxied_client, clock, "somebody@example.com", "203.0.113.10", WRONG_PASSWORD
+    )
+
+    assert response.status_code == 401
+    # Only the account and the address of the last attempt are left.
+    with database.reader() as session:
+        scopes = sorted(session.scalars(select(LoginThrottle.scope)))
+    assert scopes == [ThrottleScope.ACCOUNT, ThrottleScope.CLIENT_ADDRESS]
+
+
+def test_purge_keeps_running_windows_and_locks(database: Database, settings: Settings) -> None:
+    policy = ThrottlePolicy.from_settings(settings)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    window_ended = now - policy.window
+    _store_row(database, "window-ended", window_ended, None)
+    _store_row(database, "lock-expired", window_ended, now - timedelta(seconds=1))
+    _store_row(database, "still-locked", window_ended, now + timedelta(minutes=5))
+    _store_row(database, "window-running", window_ended + timedelta(seconds=1), None)
+
+    with database.transaction() as session:
+        deleted = purge_expired(session, policy, now)
+
+    assert deleted == 2
+    assert _stored_subjects(database) == {"still-locked", "window-running"}
+
+
+def test_purge_deletes_one_batch_at_most(database: Database, settings: Settings) -> None:
+    policy = ThrottlePolicy.from_settings(settings)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    for index in range(5):
+        _store_row(database, f"expired-{index}", now - policy.window, None)
+
+    with database.transaction() as session:
+        first = purge_expired(session, policy, now, limit=2)
+    with database.transaction() as session:
+        second = purge_expired(session, policy, now, limit=2)
+
+    assert (first, second) == (2, 2)
+    assert len(_stored_subjects(database)) == 1

@@ -253,8 +253,9 @@ class LoginThrottle(Base):
     scope: Mapped[str] = classified(DataClass.INTERNAL, String(16))
     subject_hash: Mapped[str] = classified(DataClass.INTERNAL, String(HASH_HEX_LENGTH))
     failure_count: Mapped[int] = classified(DataClass.INTERNAL, Integer, default=0)
+    # Indexed for identity.throttle.purge_expired, which deletes rows whose window has ended.
     window_started_at: Mapped[datetime] = classified(
-        DataClass.INTERNAL, UTCDateTime, default=utc_now
+        DataClass.INTERNAL, UTCDateTime, default=utc_now, index=True
     )
     locked_until: Mapped[datetime | None] = classified(
         DataClass.INTERNAL, UTCDateTime, nullable=True

@@ -4,7 +4,7 @@ and tokens single-use."""
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, or_, select
+from sqlalchemy import CursorResult, Delete, Update, or_, select
 from sqlalchemy.orm import Session
 
 from llero.errors import InvalidInput, Violation
@@ -72,8 +72,8 @@ def _normal_form(email: str) -> str:
     return normalize_email(email)
 
 
-def changed_rows(session: Session, statement: Update) -> int:
-    """Run an UPDATE without syncing loaded objects and return how many rows it changed.
+def changed_rows(session: Session, statement: Update | Delete) -> int:
+    """Run an UPDATE or DELETE without syncing loaded objects; return how many rows it changed.
 
     Loaded objects keep their old values, so callers refresh or reload what they read after.
     """

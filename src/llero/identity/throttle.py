@@ -10,7 +10,9 @@ same whether or not the password is right.
 
 The account is named by its normalised email, whether or not an account has it, so throttling
 behaves the same for unknown emails and does not reveal which ones exist. Both names are stored
-only as a keyed hash (the audit detail-hash key, under a label of its own).
+only as a keyed hash (the audit detail-hash key, under a label of its own). Each counted attempt
+also deletes a bounded batch of rows whose window has ended, so the table does not keep a row
+for every email ever tried.
 
 Locking an account lets anyone who knows its email keep its owner out for a while. The lock is
 temporary and grows only with continued failures, which bounds that harm; NIST SP 800-63B-4
@@ -22,7 +24,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -31,12 +33,16 @@ from llero.audit.keys import keys_of
 from llero.config.settings import Settings
 from llero.crypto import keyed_hash
 from llero.identity.models import LoginThrottle, ThrottleScope
+from llero.identity.queries import changed_rows
 
 # The first delay, doubled at each further failure up to the maximum.
 BASE_DELAY = timedelta(seconds=1)
 MAX_DELAY = timedelta(seconds=30)
 # Each lock lasts twice as long as the one before, up to this.
 MAX_LOCKOUT = timedelta(days=1)
+# The maximum number of expired rows that one counted attempt deletes. An attempt adds at most
+# two rows, so the table shrinks back to the subjects whose window or lock is still running.
+PURGE_BATCH = 100
 
 _SUBJECT_LABEL = "llero login throttle v1"
 
@@ -132,6 +138,8 @@ def count_attempt(
         wait = policy.wait_after(subject.scope, row.failure_count)
         row.locked_until = None if wait is None else now + wait
     session.flush()
+    # The attempt's own rows have a running window now, so the purge leaves them alone.
+    purge_expired(session, policy, now)
     return None
 
 
@@ -151,8 +159,22 @@ def forgive_attempt(session: Session, subjects: list[Subject], now: datetime) ->
     session.flush()
 
 
-# TODO: rows are never deleted, so every distinct email tried leaves one row behind. A periodic
-# job should delete rows whose window has ended and whose lock has expired.
+def purge_expired(
+    session: Session, policy: ThrottlePolicy, now: datetime, limit: int = PURGE_BATCH
+) -> int:
+    """Delete up to ``limit`` rows whose window has ended and whose lock has expired.
+
+    Such a row throttles nothing: ``count_attempt`` would start its count again from zero, as
+    for a subject without a row. Returns how many rows were deleted.
+    """
+    expired = (LoginThrottle.window_started_at <= now - policy.window) & or_(
+        LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now
+    )
+    # PostgreSQL skips rows that a concurrent sign-in has locked, and the outer condition is
+    # checked again on the row it deletes, so a row that sign-in has just renewed is kept.
+    # SQLite has one writer at a time and ignores FOR UPDATE.
+    batch = select(LoginThrottle.id).where(expired).limit(limit).with_for_update(skip_locked=True)
+    return changed_rows(session, delete(LoginThrottle).where(LoginThrottle.id.in_(batch), expired))
 
 
 def _subject_hash(session: Session, subject: Subject) -> str:
