@@ -150,6 +150,29 @@ def test_reset_sets_password_and_ends_sessions(
     assert sign_in(anonymous_client, member.email, PASSWORD).status_code == 401
 
 
+def test_reset_revokes_api_tokens(
+    app: FastAPI, anonymous_client: TestClient, member: FixtureUser, mail_server: MailServer
+) -> None:
+    created = anonymous_client.post(
+        "/api/tokens", json={"name": "ci", "scopes": ["tool:read"]}, headers=member.headers
+    )
+    assert created.status_code == 201, created.text
+    api_token = bearer(created.json()["token"])
+    assert anonymous_client.get("/api/tools", headers=api_token).status_code == 200
+    _request_reset(anonymous_client, member.email)
+    token = _link_token(mail_server.wait_for(1)[0], "/reset")
+
+    assert _confirm_reset(anonymous_client, token).status_code == 200
+
+    assert anonymous_client.get("/api/tools", headers=api_token).status_code == 401
+    records = _audit_records(app.state.database)
+    [revoked] = [record for record in records if record["event"] == AuditEvent.API_TOKEN_REVOKED]
+    assert revoked["target"] == {"kind": "user", "id": str(member.id)}
+    assert revoked["detail"] == {"reason": "password_reset", "revoked": 1}
+    [reset] = [record for record in records if record["event"] == AuditEvent.USER_PASSWORD_RESET]
+    assert reset["detail"] == {"sessions_revoked": 1}
+
+
 def test_reset_never_skips_second_factor(
     app: FastAPI, anonymous_client: TestClient, member: FixtureUser, mail_server: MailServer
 ) -> None:

@@ -21,7 +21,7 @@ from llero.audit.events import AuditEvent
 from llero.audit.service import record_as
 from llero.crypto import Secret
 from llero.errors import InvalidInput, NotFound, Violation
-from llero.identity.models import ApiToken, User
+from llero.identity.models import ApiToken, RevocationReason, User
 from llero.identity.opaque import PREFIXES, OpaqueKind, issue_personal_api_token
 from llero.identity.queries import changed_rows
 from llero.storage.db import Database
@@ -117,6 +117,27 @@ def revoke_all_api_tokens(session: Session, owner_id: int, now: datetime) -> int
         .values(revoked_at=now),
     )
     return int(revoked)
+
+
+def revoke_all_api_tokens_audited(
+    session: Session, origin: Origin, owner_id: int, reason: RevocationReason, now: datetime
+) -> int:
+    """Revoke every token of the owner that is not revoked yet; return how many.
+
+    When any was revoked, one api_token:revoked event on the owner records the reason and the
+    number, in the same transaction.
+    """
+    revoked = revoke_all_api_tokens(session, owner_id, now)
+    if revoked:
+        record_as(
+            session,
+            origin,
+            AuditEvent.API_TOKEN_REVOKED,
+            Target.of("user", owner_id),
+            {"reason": reason, "revoked": revoked},
+        )
+        log.info("api_token:all_revoked", user_id=owner_id, revoked=revoked, reason=reason)
+    return revoked
 
 
 def find_usable_api_token(session: Session, token_hash: str, now: datetime) -> ApiToken | str:

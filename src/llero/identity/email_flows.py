@@ -30,6 +30,7 @@ from llero.audit.service import record_as
 from llero.config.settings import Settings
 from llero.crypto import Secret
 from llero.errors import LleroError, Refused
+from llero.identity.api_tokens import revoke_all_api_tokens_audited
 from llero.identity.context import IdentityContext
 from llero.identity.emails import EmailLookalikeTaken
 from llero.identity.errors import AuthenticationFailed
@@ -154,6 +155,7 @@ def _request_password_reset(
                 "Someone asked to reset the password of your Llero account. To choose a new "
                 "password, open this link within 30 minutes:\n\n"
                 f"{_link(settings, RESET_PATH, token)}\n\n"
+                "A new password signs you out everywhere and revokes your personal API tokens. "
                 "If you did not ask for this, ignore this mail: your password stays as it is. "
                 "Signing in still needs your second factor if you have one.\n"
             ),
@@ -166,9 +168,9 @@ async def reset_password(
 ) -> int:
     """Set a new password with a reset token; return the user id.
 
-    Ends every session and access token of the user. The second factor stays enrolled, so the
-    next sign-in still requires it. Raises AuthenticationFailed for an unknown, used or expired
-    token and PasswordRejected when the password breaks the policy.
+    Ends every session, access token and personal API token of the user. The second factor
+    stays enrolled, so the next sign-in still requires it. Raises AuthenticationFailed for an
+    unknown, used or expired token and PasswordRejected when the password breaks the policy.
     """
     return await _set_password_with_token(
         database, context, RESET, token=token, password=password, origin=origin
@@ -497,6 +499,12 @@ def _store_password(
             # access tokens with them.
             detail["sessions_revoked"] = revoke_all_sessions(
                 session, context, origin, user, RevocationReason.PASSWORD_RESET
+            )
+            # The same attacker could have made personal API tokens, which outlive sessions by
+            # up to a year, so they end too, recorded as their own api_token:revoked event.
+            # Scripts that used them need new tokens.
+            revoke_all_api_tokens_audited(
+                session, origin, user_id, RevocationReason.PASSWORD_RESET, now
             )
             _end_unused_tokens(session, user_id, activation.purpose, now)
         record_as(session, origin, activation.event, _user_target(user), detail or None)

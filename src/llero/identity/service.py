@@ -25,7 +25,7 @@ from llero.audit.events import ActorKind, AuditEvent
 from llero.audit.service import record_as
 from llero.crypto import Secret, hash_token, random_token
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
-from llero.identity.api_tokens import revoke_all_api_tokens
+from llero.identity.api_tokens import revoke_all_api_tokens_audited
 from llero.identity.auditing import record_login_failed, record_login_succeeded
 from llero.identity.context import (
     ENROLLMENT_CODE_LIFETIME,
@@ -917,15 +917,9 @@ def _change_status(
     record_as(session, origin, AuditEvent.USER_STATUS_CHANGED, target, detail)
     if status is UserStatus.DISABLED:
         revoke_all_sessions(session, context, origin, user, RevocationReason.USER_DISABLED)
-        revoked = revoke_all_api_tokens(session, user.id, context.now())
-        if revoked:
-            record_as(
-                session,
-                origin,
-                AuditEvent.API_TOKEN_REVOKED,
-                target,
-                {"reason": RevocationReason.USER_DISABLED, "revoked": revoked},
-            )
+        revoke_all_api_tokens_audited(
+            session, origin, user.id, RevocationReason.USER_DISABLED, context.now()
+        )
     log.info("user:status_changed", user_id=user.id, actor=origin.actor.id, status=status)
 
 
