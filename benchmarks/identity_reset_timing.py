@@ -61,7 +61,7 @@ def main() -> None:
         "LLERO_SMTP_FROM": "llero@example.com",
     }
     subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
-    store_user(f"sqlite:///{workdir / 'data' / 'llero.db'}")
+    store_user(workdir / "data")
 
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([LLERO, "serve", "--port", str(port)], env=env)
