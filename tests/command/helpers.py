@@ -53,9 +53,13 @@ class LocalAcademy:
         self.resolved.append(purpose)
         return Secret(SIGNING_KEY if purpose.startswith("webhook:") else PROVIDER_KEY)
 
-    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> None:
+    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> int | None:
         if self.over_budget:
             raise Refused("the daily budget of this user is spent; it resets at midnight UTC")
+        return None
+
+    def cost_micros(self, route: ProviderRoute, usage: Usage) -> int | None:
+        return None
 
     def record_usage(
         self,

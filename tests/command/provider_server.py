@@ -4,6 +4,7 @@ It answers a question it was taught with that question's tool calls, answers a t
 with tool results with a short text that quotes them, and misbehaves on purpose when the model
 name asks for it: ``slow``, ``fail-500``, ``malformed``, ``rate-limit-once``, ``unknown-tool``,
 ``loop`` (calls the first tool forever) and ``truncated`` (a stream that stops mid-answer).
+``long`` answers with LONG_ANSWER, 15,000 characters of text.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 TEXT_CHUNK = 8
+LONG_ANSWER = "word " * 3000
 ARGUMENT_CHUNK = 12
 
 
@@ -60,6 +62,8 @@ class ProviderServer:
     def decide(self, model: str, last_user: str, tool_results: list[str], tools: list[str]) -> Turn:
         if model == "unknown-tool":
             return Turn(calls=[PlannedCall("no_such_tool", {})])
+        if model == "long":
+            return Turn(text=LONG_ANSWER)
         if model == "loop" and tools:
             return Turn(calls=[PlannedCall(tools[0], {})])
         if tool_results:

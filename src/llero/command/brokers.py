@@ -61,15 +61,16 @@ class LiveAcademy:
             origin=origin,
         )
 
-    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> None:
-        """Raise BudgetExceeded when a budget is used up, after recording the refusal.
+    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> int | None:
+        """Raise BudgetExceeded when a budget is used up, after recording the refusal; return
+        what is left of the tightest budget, or None when none applies.
 
         The refusal rolls back the caller's transaction, so its audit record is written in a
         transaction of its own. The caller has only read so far, so on SQLite (WAL) this second
         writer does not wait for the first.
         """
         try:
-            check_budget(session, user_id, agent_id, utc_now())
+            status = check_budget(session, user_id, agent_id, utc_now())
         except BudgetExceeded as refusal:
             with self._database.transaction() as own:
                 origin = Origin(Actor.user(user_id))
@@ -81,6 +82,13 @@ class LiveAcademy:
                 agent_id=agent_id,
             )
             raise
+        return status.remaining_micros
+
+    def cost_micros(self, route: ProviderRoute, usage: Usage) -> int | None:
+        price = self._prices.get((route.endpoint.name, route.model))
+        if price is None:
+            return None
+        return price.cost_micros(usage.input_tokens, usage.output_tokens)
 
     def record_usage(
         self,

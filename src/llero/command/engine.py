@@ -9,8 +9,9 @@ midway leaves a history the next message continues from.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import httpx
 from sqlalchemy import select
@@ -47,13 +48,19 @@ from llero.command.run import (
 from llero.command.webhooks import call_webhook
 from llero.crypto import Secret
 from llero.egress import EgressPolicy, guarded_client
-from llero.errors import LleroError, NotFound, Refused
+from llero.errors import LleroError, NotFound, RateLimited, Refused
 from llero.forge.formats import export_tool
 from llero.forge.service import spec_of
+from llero.logs import get_logger
 from llero.storage.base import utc_now
 from llero.storage.db import Database
 from llero.storage.threads import run_database_work
 from llero.vault.keyring import Keyring
+
+log = get_logger("llero.command")
+
+# Characters per token assumed when a streamed answer's cost is estimated.
+CHARACTERS_PER_TOKEN = 3
 
 OnText = Callable[[str], Awaitable[None]]
 
@@ -86,7 +93,14 @@ class Academy(Protocol):
         origin: Origin,
     ) -> Secret[str]: ...
 
-    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> None: ...
+    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> int | None:
+        """Raise Refused when a budget is used up; return what is left of the tightest one, in
+        micro-dollars, or None when no budget applies."""
+        ...
+
+    def cost_micros(self, route: ProviderRoute, usage: Usage) -> int | None:
+        """Return what ``usage`` costs at the price of ``route``, or None when it is unknown."""
+        ...
 
     def record_usage(
         self,
@@ -120,11 +134,14 @@ class Engine:
         keyring: Keyring,
         academy: Academy,
         settings: EngineSettings | None = None,
+        agent_limiter: Callable[[int], None] | None = None,
     ) -> None:
         self.database = database
         self.keyring = keyring
         self.academy = academy
         self.settings = settings or EngineSettings()
+        # Counts each model call of an agent and raises RateLimited past the agent limit.
+        self.agent_limiter = agent_limiter
         self._http_clients: dict[
             tuple[int, EgressPolicy], tuple[httpx.AsyncClient, httpx.AsyncClient]
         ] = {}
@@ -220,7 +237,7 @@ class Engine:
             route = self.academy.route(session, stored, policy)
             # The first step's budget check and key are settled in this transaction too, so a
             # one-step answer costs one database round trip before the provider call.
-            brokered = _broker(self.academy, session, scope, route)
+            brokered = _broker(self, session, scope, route)
             return self._agent(session, stored, route), scope, policy, brokered
 
         agent, scope, policy, brokered = await self.in_transaction(prepare)
@@ -343,17 +360,31 @@ class _RunScope:
         return Origin(Actor.agent(self.agent_id))
 
 
-# The route of the coming model call and the key brokered for it.
-Brokered = tuple[ProviderRoute, Secret[str] | None]
+@dataclass(frozen=True)
+class Brokered:
+    """The route of the coming model call, the key brokered for it, and the budget left for it
+    in micro-dollars (None when no budget applies)."""
+
+    route: ProviderRoute
+    key: Secret[str] | None
+    budget_left: int | None
 
 
-def _broker(academy: Academy, session: Session, scope: _RunScope, route: ProviderRoute) -> Brokered:
-    """Check the budgets and resolve the key for a model call on ``route``, in ``session``.
+def _broker(engine: Engine, session: Session, scope: _RunScope, route: ProviderRoute) -> Brokered:
+    """Count the call against the agent's rate limit, check the budgets and resolve the key for
+    a model call on ``route``, in ``session``.
 
-    Raises BudgetExceeded, ResolutionDenied or another LleroError; nothing is written before
-    a refusal, and the key use is recorded in ``session``.
+    Raises RateLimited, BudgetExceeded, ResolutionDenied or another LleroError; nothing is
+    written before a refusal, and the key use is recorded in ``session``.
     """
-    academy.check_budget(session, user_id=scope.user_id, agent_id=scope.agent_id)
+    if engine.agent_limiter is not None:
+        try:
+            engine.agent_limiter(scope.agent_id)
+        except RateLimited as limited:
+            log.info("agent_rate_limited", agent_id=scope.agent_id, retry_after=limited.retry_after)
+            raise
+    academy = engine.academy
+    budget_left = academy.check_budget(session, user_id=scope.user_id, agent_id=scope.agent_id)
     key = None
     if route.secret_id is not None:
         key = academy.resolve(
@@ -364,7 +395,31 @@ def _broker(academy: Academy, session: Session, scope: _RunScope, route: Provide
             session_ref=scope.session_ref,
             origin=scope.origin,
         )
-    return route, key
+    return Brokered(route, key, budget_left)
+
+
+class BudgetCrossed(Exception):
+    """A streamed answer was cut off because its estimated cost passed the budget left."""
+
+    def __init__(self, usage: Usage, characters: int) -> None:
+        super().__init__("the budget ran out while the answer streamed")
+        self.usage = usage
+        self.characters = characters
+
+
+def estimated_tokens(characters: int) -> int:
+    """Return a generous estimate of the tokens in ``characters`` characters of text.
+
+    English averages about four characters per token; three is assumed so that the estimate
+    errs towards stopping a little early rather than late.
+    """
+    return -(-characters // CHARACTERS_PER_TOKEN)
+
+
+def _request_characters(request: ChatRequest) -> int:
+    texts = [request.system, *(message.content for message in request.messages)]
+    arguments = [call.arguments for message in request.messages for call in message.tool_calls]
+    return sum(len(text) for text in texts) + sum(len(text) for text in arguments)
 
 
 class _Hooks(RunHooks):
@@ -409,22 +464,26 @@ class _Hooks(RunHooks):
             except (Refused, NotFound) as error:
                 raise RunStopped(error.message) from None
             route = academy.route(session, agent, academy.egress_policy(session))
-            return _broker(academy, session, self._scope, route)
+            return _broker(self._engine, session, self._scope, route)
 
         try:
             self._brokered = await self._engine.in_transaction(check_and_broker)
-        except Refused as refusal:
+        except (Refused, RateLimited) as refusal:
             raise RunStopped(refusal.message) from None
 
     async def call_model(self, request: ChatRequest) -> Completion:
         academy = self._engine.academy
         if self._brokered is None:
             raise RuntimeError("call_model runs only after before_step brokered the call")
-        route, key = self._brokered
-        self._brokered = None
+        brokered, self._brokered = self._brokered, None
+        route = brokered.route
+        crossed: BudgetCrossed | None = None
         started = time.perf_counter()
         try:
-            completion = await self._complete(route, request, key)
+            completion = await self._complete(brokered, request)
+            usage = completion.usage
+        except BudgetCrossed as error:
+            crossed, usage = error, error.usage
         finally:
             self.waited += time.perf_counter() - started
 
@@ -435,22 +494,58 @@ class _Hooks(RunHooks):
                 agent_id=self._agent_id,
                 chat_id=self._chat_id,
                 route=route,
-                usage=completion.usage,
+                usage=usage,
             )
 
         await self._engine.in_transaction(meter)
+        if crossed is not None:
+            await self._stop_for_budget(crossed)
         return completion
 
-    async def _complete(
-        self, route: ProviderRoute, request: ChatRequest, key: Secret[str] | None
-    ) -> Completion:
+    async def _stop_for_budget(self, crossed: BudgetCrossed) -> NoReturn:
+        """Record the budget refusal of a cut-off answer and end the run."""
+        log.info(
+            "stream_stopped_for_budget",
+            agent_id=self._agent_id,
+            chat_id=self._chat_id,
+            characters=crossed.characters,
+        )
+        academy = self._engine.academy
+
+        def check(session: Session) -> None:
+            # With the estimated usage recorded, the check finds the budget used up and
+            # records the refusal in the audit trail.
+            academy.check_budget(session, user_id=self._user_id, agent_id=self._agent_id)
+
+        message = (
+            f"the budget ran out while the answer streamed; it was cut off after "
+            f"{crossed.characters} characters"
+        )
+        try:
+            await self._engine.in_transaction(check)
+        except Refused as refusal:
+            raise RunStopped(f"{message}: {refusal.message}") from None
+        raise RunStopped(message)
+
+    async def _complete(self, brokered: Brokered, request: ChatRequest) -> Completion:
+        route, key = brokered.route, brokered.key
         if self._on_text is None:
             return await self._client.complete(route.endpoint, request, key)
-        async for event in self._client.stream(route.endpoint, request, key):
-            if isinstance(event, TextDelta):
+        input_estimate = estimated_tokens(_request_characters(request))
+        characters = 0
+        async with aclosing(self._client.stream(route.endpoint, request, key)) as events:
+            async for event in events:
+                if not isinstance(event, TextDelta):
+                    return event
+                characters += len(event.text)
+                if brokered.budget_left is not None:
+                    # Checked before the text is relayed, so the client never gets text past
+                    # the budget; leaving the loop closes the provider's stream.
+                    usage = Usage(input_estimate, estimated_tokens(characters))
+                    cost = self._engine.academy.cost_micros(route, usage)
+                    if cost is not None and cost > brokered.budget_left:
+                        raise BudgetCrossed(usage, characters - len(event.text))
                 await self._on_text(event.text)
-            else:
-                return event
         raise AssertionError("a provider stream always ends with a completion")
 
     async def run_webhook(

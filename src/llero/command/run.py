@@ -39,7 +39,8 @@ class RunStatus(StrEnum):
 
 
 class RunStopped(LleroError):
-    """A check between steps ended the run: the agent may no longer run, or a budget ran out."""
+    """A check ended the run: the agent may no longer run, or a budget ran out (between steps
+    or while an answer streamed)."""
 
     code = "run_stopped"
 
@@ -140,7 +141,10 @@ async def run(
         request = ChatRequest(
             agent.model, agent.system_prompt, tuple(messages), tools, agent.max_tokens
         )
-        completion = await hooks.call_model(request)
+        try:
+            completion = await hooks.call_model(request)
+        except RunStopped as stopped:
+            return _ended(result, RunStatus.STOPPED, stopped.message)
         result.steps += 1
         result.usage = Usage(
             result.usage.input_tokens + completion.usage.input_tokens,
@@ -201,4 +205,3 @@ def check_call(spec: ToolSpec, arguments_text: str) -> tuple[dict[str, Any], str
         shown = "; ".join(f"{v.field}: {v.problem}" for v in violations[:MAX_VIOLATIONS_SHOWN])
         return arguments, f"invalid arguments: {shown}"
     return arguments, ""
-

@@ -113,7 +113,13 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(command_router, prefix="/api")
     app.include_router(compat_router)
     academy = LiveAcademy(settings, app.state.database, app.state.vault)
-    app.state.command_engine = Engine(app.state.database, app.state.keyring, academy)
+    limits = getattr(app.state, "rate_limiter", None)
+    app.state.command_engine = Engine(
+        app.state.database,
+        app.state.keyring,
+        academy,
+        agent_limiter=None if limits is None else limits.limiter.check_agent,
+    )
     app.include_router(audit_router, prefix="/api")
     app.include_router(incident_router, prefix="/api")
 

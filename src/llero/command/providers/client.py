@@ -8,7 +8,7 @@ import codecs
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from types import ModuleType
@@ -122,7 +122,7 @@ class ProviderClient:
 
     async def stream(
         self, endpoint: Endpoint, request: ChatRequest, key: Secret[str] | None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent]:
         """Yield text deltas as they arrive, then the whole turn as a Completion.
 
         A failure before the first event is retried like ``complete``; once text has reached

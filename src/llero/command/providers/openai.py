@@ -110,8 +110,6 @@ def _usage(data: Any) -> Usage:
     )
 
 
-
-
 @dataclass
 class _PartialCall:
     id: str = ""

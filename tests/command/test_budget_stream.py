@@ -1,0 +1,179 @@
+"""Budgets while a reply streams, and the per-agent rate limit.
+
+A budget that runs out mid-stream cuts the reply off and records both the estimated usage and
+the refusal. The agent's rate limit refuses calls past the limit with 429.
+"""
+
+import gc
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llero.access.roles import Role
+from llero.config.settings import Settings
+from llero.storage.db import Database
+from llero.web.app import create_app
+from tests.command.provider_server import LONG_ANSWER, ProviderServer, serve
+from tests.conftest import FixtureUser, MakeUser
+
+# One micro-dollar per output token, so the budget below buys about 100 tokens.
+LONG_MODEL = {"name": "long", "input_micros_per_million": 0, "output_micros_per_million": 10**6}
+BUDGET_MICROS = 100
+STREAM_BODY = {"model": "agent:talker", "messages": [{"role": "user", "content": "Tell me."}]}
+
+
+@pytest.fixture
+def provider_server() -> Iterator[ProviderServer]:
+    yield from serve(ProviderServer())
+    gc.collect()
+
+
+@pytest.fixture
+def settings(settings: Settings, provider_server: ProviderServer) -> Settings:
+    endpoint = f"127.0.0.1:{provider_server.port}"
+    return settings.model_copy(update={"egress_allowed_endpoints": [endpoint]})
+
+
+@pytest.fixture
+def developer(make_user: MakeUser) -> FixtureUser:
+    return make_user(role=Role.DEVELOPER)
+
+
+def _setup(client: TestClient, developer: FixtureUser, base_url: str) -> str:
+    """Configure the provider and the developer's agent; return an API token of the developer."""
+    provider = client.post(
+        "/api/providers",
+        json={
+            "name": "local",
+            "protocol": "openai",
+            "base_url": f"{base_url}/v1",
+            "models": [LONG_MODEL],
+        },
+    )
+    assert provider.status_code == 201, provider.text
+    agent = client.post(
+        "/api/agents",
+        json={"name": "talker", "provider": "local", "model": "long"},
+        headers=developer.headers,
+    )
+    assert agent.status_code == 201, agent.text
+    token = client.post(
+        "/api/tokens",
+        json={"name": "script", "scopes": ["chat_session:run"]},
+        headers=developer.headers,
+    )
+    assert token.status_code == 201, token.text
+    return str(token.json()["token"])
+
+
+def _events(body: str) -> list[dict[str, Any]]:
+    lines = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
+    return [json.loads(line) for line in lines if line != "[DONE]"]
+
+
+def test_budget_crossed_mid_stream_cuts_answer(
+    client: TestClient, developer: FixtureUser, provider_server: ProviderServer
+) -> None:
+    token = _setup(client, developer, provider_server.base_url)
+    budget = client.post(
+        "/api/budgets",
+        json={
+            "scope": "user",
+            "subject_id": developer.id,
+            "period": "day",
+            "amount_micros": BUDGET_MICROS,
+        },
+    )
+    assert budget.status_code == 201, budget.text
+
+    response = client.post(
+        "/v1/chat/completions",
+        json={**STREAM_BODY, "stream": True},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 200
+    events = _events(response.text)
+    text = "".join(
+        event["choices"][0]["delta"].get("content") or ""
+        for event in events
+        if event.get("choices")
+    )
+    errors = [event["error"] for event in events if "error" in event]
+    assert 0 < len(text) < len(LONG_ANSWER) // 10
+    assert LONG_ANSWER.startswith(text)
+    assert len(errors) == 1
+    assert "budget ran out while the answer streamed" in errors[0]["message"]
+    finishes = [event["choices"][0]["finish_reason"] for event in events if event.get("choices")]
+    assert not any(finishes)
+
+    usage = client.get("/api/usage", params={"group_by": "user"})
+    assert usage.status_code == 200, usage.text
+    (row,) = usage.json()["items"]
+    assert row["cost_micros"] > BUDGET_MICROS
+    exported = client.get("/api/audit/export", params={"event": "budget:exceeded"})
+    assert exported.text.count('"budget:exceeded"') == 1
+
+    again = client.post(
+        "/v1/chat/completions", json=STREAM_BODY, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert again.status_code >= 400
+    assert "budget" in again.json()["message"]
+    assert len(provider_server.received) == 1
+
+
+def test_stream_within_budget_is_whole(
+    client: TestClient, developer: FixtureUser, provider_server: ProviderServer
+) -> None:
+    token = _setup(client, developer, provider_server.base_url)
+    budget = client.post(
+        "/api/budgets",
+        json={"scope": "overall", "period": "month", "amount_micros": 10**9},
+    )
+    assert budget.status_code == 201, budget.text
+
+    response = client.post(
+        "/v1/chat/completions",
+        json={**STREAM_BODY, "stream": True},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    events = _events(response.text)
+    text = "".join(
+        event["choices"][0]["delta"].get("content") or ""
+        for event in events
+        if event.get("choices")
+    )
+    assert text == LONG_ANSWER
+    assert not [event for event in events if "error" in event]
+
+
+def test_agent_rate_limit_refuses_third_call(
+    settings: Settings,
+    database: Database,
+    make_user: MakeUser,
+    provider_server: ProviderServer,
+) -> None:
+    limited = settings.model_copy(
+        update={"rate_limit_enabled": True, "rate_limit_agent": "2/minute"}
+    )
+    app = create_app(limited, database)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        admin = make_user(role=Role.ADMIN, email="limits-admin@example.com")
+        developer = make_user(role=Role.DEVELOPER, email="limits-dev@example.com")
+        client.headers.update(admin.headers)
+        token = _setup(client, developer, provider_server.base_url)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        answers = [
+            client.post("/v1/chat/completions", json=STREAM_BODY, headers=headers)
+            for _ in range(3)
+        ]
+
+    assert [answer.status_code for answer in answers[:2]] == [200, 200]
+    assert answers[2].status_code == 429
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert len(provider_server.received) == 2
