@@ -4,9 +4,7 @@ A budget that runs out mid-stream cuts the reply off and records both the estima
 the refusal. The agent's rate limit refuses calls past the limit with 429.
 """
 
-import gc
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +14,13 @@ from llero.access.roles import Role
 from llero.config.settings import Settings
 from llero.storage.db import Database
 from llero.web.app import create_app
-from tests.command.provider_server import LONG_ANSWER, ProviderServer, serve
+from tests.command.provider_server import LONG_ANSWER, ProviderServer
 from tests.conftest import FixtureUser, MakeUser
 
 # One micro-dollar per output token, so the budget below buys about 100 tokens.
 LONG_MODEL = {"name": "long", "input_micros_per_million": 0, "output_micros_per_million": 10**6}
 BUDGET_MICROS = 100
 STREAM_BODY = {"model": "agent:talker", "messages": [{"role": "user", "content": "Tell me."}]}
-
-
-@pytest.fixture
-def provider_server() -> Iterator[ProviderServer]:
-    yield from serve(ProviderServer())
-    gc.collect()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ A configured provider on 127.0.0.1 with a key in the vault; the agent's owner gr
 the session runs, and the provider sees the key while the user, responses and logs never do.
 """
 
-import gc
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,17 +13,11 @@ from fastapi.testclient import TestClient
 
 from llero.access.roles import Role
 from llero.config.settings import Settings
-from tests.command.provider_server import ProviderServer, serve
+from tests.command.provider_server import ProviderServer
 from tests.conftest import FixtureUser, MakeUser
 
 PROVIDER_KEY = "sk-live-brokered-key-planted-5541aa"
 MODEL = {"name": "test-model", "input_micros_per_million": 0, "output_micros_per_million": 0}
-
-
-@pytest.fixture
-def provider_server() -> Iterator[ProviderServer]:
-    yield from serve(ProviderServer())
-    gc.collect()
 
 
 @pytest.fixture
