@@ -5,11 +5,14 @@ return 202 with the same body at once, whether or not the address has an account
 and the mail happen in a background task after the response is sent.
 """
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, BackgroundTasks, Request
 
 from llero.access.permissions import Permission, requires
 from llero.audit.context import Actor, Origin
 from llero.identity import email_flows
+from llero.identity.context import IdentityContext
 from llero.identity.emails import normalize_email
 from llero.identity.routes import IdentityDep, IdPath
 from llero.identity.schemas import (
@@ -83,14 +86,7 @@ async def confirm_password_reset(
     request: Request, context: IdentityDep, body: TokenPasswordRequest
 ) -> PasswordSet:
     """Set a new password with the token from a reset mail; every session of the user ends."""
-    user_id = await email_flows.reset_password(
-        get_database(request),
-        context,
-        token=body.token,
-        password=body.password,
-        origin=_anonymous_origin(request, "password_reset"),
-    )
-    return PasswordSet(user_id=user_id)
+    return await _set_password(request, context, body, email_flows.reset_password, "password_reset")
 
 
 # --- Open sign-up ------------------------------------------------------------------------------
@@ -136,14 +132,7 @@ async def verify_email(
     request: Request, context: IdentityDep, body: TokenPasswordRequest
 ) -> PasswordSet:
     """Confirm the address with the token from the verification mail and set the password."""
-    user_id = await email_flows.verify_email(
-        get_database(request),
-        context,
-        token=body.token,
-        password=body.password,
-        origin=_anonymous_origin(request, "signup"),
-    )
-    return PasswordSet(user_id=user_id)
+    return await _set_password(request, context, body, email_flows.verify_email, "signup")
 
 
 # --- Invitations -------------------------------------------------------------------------------
@@ -159,14 +148,7 @@ async def accept_invitation(
     request: Request, context: IdentityDep, body: TokenPasswordRequest
 ) -> PasswordSet:
     """Set the first password with the token from an invitation mail; then sign in."""
-    user_id = await email_flows.accept_invitation(
-        get_database(request),
-        context,
-        token=body.token,
-        password=body.password,
-        origin=_anonymous_origin(request, "invitation"),
-    )
-    return PasswordSet(user_id=user_id)
+    return await _set_password(request, context, body, email_flows.accept_invitation, "invitation")
 
 
 @router.post(
@@ -226,3 +208,21 @@ def _invitation_sent(invitation: email_flows.Invitation) -> InvitationSent:
     return InvitationSent(
         user=UserOut.model_validate(invitation.user), invitation_expires_at=invitation.expires_at
     )
+
+
+async def _set_password(
+    request: Request,
+    context: IdentityContext,
+    body: TokenPasswordRequest,
+    flow: Callable[..., Awaitable[int]],
+    purpose: str,
+) -> PasswordSet:
+    """Run ``flow``, which sets a password with the token of a mail, and name the user."""
+    user_id = await flow(
+        get_database(request),
+        context,
+        token=body.token,
+        password=body.password,
+        origin=_anonymous_origin(request, purpose),
+    )
+    return PasswordSet(user_id=user_id)
