@@ -1,12 +1,16 @@
-"""A prepared read returns the same row, with the same Python types, as SQLAlchemy's execute."""
+"""Prepared statements store and return what SQLAlchemy's execute would, and raise its errors."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
 
-from sqlalchemy import bindparam, select
+import pytest
+from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
+from llero.forge.models import Category
 from llero.incident.models import STATE_ROW_ID, SystemState
 from llero.storage.db import Database
-from llero.storage.prepared import PreparedRead
+from llero.storage.prepared import PreparedRead, PreparedStatement
 
 STATE_QUERY = select(
     SystemState.id,
@@ -75,3 +79,119 @@ def test_connections_return_to_pool(database: Database) -> None:
         read.first({"state_id": STATE_ROW_ID, "not": "x"})
 
     assert database.engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
+
+
+# PreparedStatement runs on the caller's connection, inside its transaction.
+
+categories = cast(Table, Category.__table__)
+INSERT_CATEGORY = PreparedStatement(
+    insert(categories).returning(categories.c.id),
+    ["name", "description", "created_at"],
+)
+RENAME_FIRST = PreparedStatement(
+    update(categories).where(categories.c.id == bindparam("category_id")).values(name="renamed")
+)
+CATEGORIES_SINCE = PreparedStatement(
+    select(categories.c.name, categories.c.created_at)
+    .where(categories.c.created_at >= bindparam("since"))
+    .order_by(categories.c.id)
+)
+
+
+def _add_category(database: Database, name: str, created_at: datetime) -> int:
+    with database.transaction() as session:
+        rows = INSERT_CATEGORY.execute(
+            session.connection(), {"name": name, "description": "", "created_at": created_at}
+        )
+    return int(rows[0][0])
+
+
+def test_insert_stores_what_sqlalchemy_stores(database: Database) -> None:
+    # A time in another zone is stored in UTC by the column type's bind processor.
+    created_at = datetime(2026, 12, 5, 4, 7, 30, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+    prepared_id = _add_category(database, "prepared", created_at)
+    with database.transaction() as session:
+        session.add(Category(name="orm", created_at=created_at))
+
+    with database.engine.connect() as connection:
+        stored = dict(connection.execute(text("SELECT name, created_at FROM categories")).all())
+    assert stored["prepared"] == stored["orm"]
+    with database.reader() as session:
+        read_back = session.get(Category, prepared_id)
+    assert read_back is not None
+    assert read_back.created_at == created_at
+    assert read_back.created_at.utcoffset() == timedelta(0)
+
+
+def test_select_converts_like_sqlalchemy(database: Database) -> None:
+    first = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
+    _add_category(database, "old", first - timedelta(days=1))
+    _add_category(database, "new", first)
+
+    with database.reader() as session:
+        rows = CATEGORIES_SINCE.execute(session.connection(), {"since": first})
+        expected = session.execute(
+            select(Category.name, Category.created_at).where(Category.created_at >= first)
+        ).all()
+
+    assert rows == [("new", first)]
+    assert rows == [tuple(row) for row in expected]
+
+
+def test_statement_without_rows_returns_empty(database: Database) -> None:
+    category_id = _add_category(database, "before", datetime.now(UTC))
+
+    with database.transaction() as session:
+        assert RENAME_FIRST.execute(session.connection(), {"category_id": category_id}) == []
+
+    with database.reader() as session:
+        assert session.scalar(select(Category.name)) == "renamed"
+
+
+def test_statement_rolls_back_with_transaction(database: Database) -> None:
+    def failing_action() -> None:
+        with database.transaction() as session:
+            INSERT_CATEGORY.execute(
+                session.connection(),
+                {"name": "dropped", "description": "", "created_at": datetime.now(UTC)},
+            )
+            raise RuntimeError("action failed")
+
+    with pytest.raises(RuntimeError, match="action failed"):
+        failing_action()
+
+    with database.reader() as session:
+        assert session.scalar(select(Category.id)) is None
+
+
+def test_driver_error_is_sqlalchemy_error(database: Database) -> None:
+    _add_category(database, "taken", datetime.now(UTC))
+
+    with pytest.raises(IntegrityError) as raised, database.transaction() as session:
+        INSERT_CATEGORY.execute(
+            session.connection(),
+            {"name": "taken", "description": "private-note", "created_at": datetime.now(UTC)},
+        )
+
+    assert raised.value.orig is not None
+    # The parameters, which can be personal data, are left out of the message.
+    assert "private-note" not in str(raised.value)
+
+
+def test_one_statement_serves_two_engines(database: Database) -> None:
+    # Statements are compiled per dialect, so a second engine on the same database reuses or
+    # compiles its own without mixing them up.
+    other = Database(database.url)
+    try:
+        with other.transaction() as session:
+            INSERT_CATEGORY.execute(
+                session.connection(),
+                {"name": "second", "description": "", "created_at": datetime.now(UTC)},
+            )
+    finally:
+        other.dispose()
+    _add_category(database, "first", datetime.now(UTC))
+
+    with database.reader() as session:
+        assert sorted(session.scalars(select(Category.name))) == ["first", "second"]

@@ -21,6 +21,7 @@ from sqlalchemy.sql.dml import Insert
 
 from llero.audit.chain import GENESIS_HASH, AuditChainError, ChainHasher
 from llero.audit.models import AuditChainHead, AuditRecord
+from llero.storage.prepared import PreparedStatement
 
 HEAD_ID = 1
 
@@ -36,16 +37,18 @@ _HEAD_COLUMNS = (
 )
 
 
-# Built once, and run on the session's connection rather than through the ORM session, because
-# an append runs on every audited action: each saves about two thirds of the per-statement cost
-# on SQLite (measured with benchmarks/audit.py).
-_CLAIM = (
+# Compiled once and run through the driver on the session's connection, because an append runs
+# on every audited action: see llero.storage.prepared for what that saves per statement.
+_CLAIM = PreparedStatement(
     update(head_table)
     .where(head_table.c.id == HEAD_ID)
     .values(last_sequence=head_table.c.last_sequence)
     .returning(*_HEAD_COLUMNS)
 )
-_MOVE = update(head_table).where(head_table.c.id == HEAD_ID)
+_MOVE = PreparedStatement(
+    update(head_table).where(head_table.c.id == HEAD_ID),
+    [column.key for column in _HEAD_COLUMNS],
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,8 @@ def move_head(
 ) -> None:
     """Store new ends of the chain with their MAC; the caller holds the lock from lock_head."""
     mac = hasher.head_mac(first_sequence, anchor_hash, last_sequence, last_hash)
-    session.connection().execute(
-        _MOVE,
+    _MOVE.execute(
+        session.connection(),
         {
             "first_sequence": first_sequence,
             "anchor_hash": anchor_hash,
@@ -139,8 +142,8 @@ def _remember_head(session: Session, head: ChainHead) -> None:
 
 
 def _claim(session: Session) -> ChainHead | None:
-    row = session.connection().execute(_CLAIM).one_or_none()
-    return None if row is None else ChainHead(*row)
+    rows = _CLAIM.execute(session.connection())
+    return ChainHead(*rows[0]) if rows else None
 
 
 def _create(session: Session, hasher: ChainHasher) -> None:

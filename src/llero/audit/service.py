@@ -33,6 +33,7 @@ from llero.audit.verification import (
 )
 from llero.errors import InvalidInput, Violation
 from llero.storage.base import utc_now
+from llero.storage.prepared import PreparedStatement
 
 __all__ = [
     "AuditFilter",
@@ -54,7 +55,7 @@ DEFAULT_RETENTION_DAYS = 365
 MAX_PAGE_SIZE = 1000
 EXPORT_BATCH_SIZE = 1000
 
-_INSERT = events_table.insert()
+_INSERT = PreparedStatement(events_table.insert(), [*HASHED_FIELDS, "record_hash"])
 _DETAIL_HASH = re.compile(re.escape(HASH_PREFIX) + "[0-9a-f]{64}")
 
 
@@ -100,7 +101,7 @@ def record(
     }
     values["record_hash"] = hasher.record_hash([values[name] for name in HASHED_FIELDS])
 
-    session.connection().execute(_INSERT, values)
+    _INSERT.execute(session.connection(), values)
     move_head(
         session,
         hasher,

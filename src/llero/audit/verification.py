@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy import String, bindparam, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from llero.audit.chain import HASHED_FIELDS, ChainHasher
 from llero.audit.head import ChainHead, events_table, read_head
 from llero.audit.keys import keys_of
+from llero.storage.prepared import PreparedStatement
 
 DEFAULT_BATCH_SIZE = 10_000
 
@@ -34,6 +35,14 @@ _COLUMNS = tuple(
     for name in (*HASHED_FIELDS, "record_hash")
 )
 _sequence = events_table.c.sequence
+# Run through the driver, because SQLAlchemy's result rows made verifying about 15% slower
+# (SQLite, one measurement with benchmarks/audit.py).
+_BATCH = PreparedStatement(
+    select(*_COLUMNS)
+    .where(_sequence >= bindparam("low"), _sequence <= bindparam("high"))
+    .order_by(_sequence)
+    .limit(bindparam("batch_size"))
+)
 
 
 class BreakReason(StrEnum):
@@ -161,15 +170,9 @@ def _walk(
     expected_sequence = low
     expected_previous = _hash_before(session, head, low)
     while expected_sequence <= high:
-        rows = (
-            session.connection()
-            .execute(
-                select(*_COLUMNS)
-                .where(_sequence >= expected_sequence, _sequence <= high)
-                .order_by(_sequence)
-                .limit(batch_size)
-            )
-            .all()
+        rows = _BATCH.execute(
+            session.connection(),
+            {"low": expected_sequence, "high": high, "batch_size": batch_size},
         )
         if not rows:
             break
