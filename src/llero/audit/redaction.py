@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from llero.audit.encoding import make_compact_encoder
 from llero.audit.keys import AuditKeys
 from llero.crypto import keyed_hash
 
@@ -134,26 +135,25 @@ def _hash_scalar(value: str | int | float | bool, keys: AuditKeys) -> str:
     return audit_hash(text, keys)
 
 
-def _check_scalar(value: Any, path: str) -> None:
-    if value is None or isinstance(value, str | bool | int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidAuditDetail(f"audit {path} is not a finite number")
-        return
-    raise InvalidAuditDetail(
-        f"audit {path} has type {type(value).__name__}; use str, int, float, bool, None, "
-        "list or dict"
-    )
+class _InvalidValue(Exception):
+    """A bad value in a detail, whose ``path`` is filled in while the recursion unwinds.
+
+    Building the path only on failure keeps the common case, a valid detail, free of string
+    work for every key.
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        # The parts from the bad value up to the detail, innermost first.
+        self.path: list[str] = []
 
 
-def _check_key(key: Any, path: str) -> str:
+def _check_key(key: Any) -> str:
     if not isinstance(key, str):
-        raise InvalidAuditDetail(f"audit {path} has a key that is not a string")
+        raise _InvalidValue("has a key that is not a string")
     if not key or len(key) > DETAIL_KEY_MAX:
-        raise InvalidAuditDetail(
-            f"audit {path} has a key that is empty or longer than {DETAIL_KEY_MAX}"
-        )
+        raise _InvalidValue(f"has a key that is empty or longer than {DETAIL_KEY_MAX}")
     return key
 
 
@@ -163,29 +163,59 @@ def _path_part(key: str) -> str:
     return key if _PLAIN_PATH_KEY.fullmatch(key) else "<key>"
 
 
-def _redact(value: Any, keys: AuditKeys, path: str, depth: int, *, secret: bool) -> Any:
+def _redact(value: Any, keys: AuditKeys, depth: int, *, secret: bool) -> Any:
     """Return ``value`` with secrets hashed; ``secret`` is True below a sensitive key."""
     if depth > DETAIL_MAX_DEPTH:
-        raise InvalidAuditDetail(f"audit {path} nests deeper than {DETAIL_MAX_DEPTH}")
-    if isinstance(value, Mapping):
-        redacted = {}
-        for raw_key, item in value.items():
-            key = _check_key(raw_key, path)
-            below = secret or is_sensitive_key(key)
-            item_path = f"{path}.{_path_part(key)}"
-            redacted[key] = _redact(item, keys, item_path, depth + 1, secret=below)
-        return redacted
-    if isinstance(value, list | tuple):
-        return [
-            _redact(item, keys, f"{path}[{index}]", depth + 1, secret=secret)
-            for index, item in enumerate(value)
-        ]
-    _check_scalar(value, path)
+        raise _InvalidValue(f"nests deeper than {DETAIL_MAX_DEPTH}")
+    if isinstance(value, str):
+        return _hash_scalar(value, keys) if secret or looks_like_credential(value) else value
     if value is None:
         return None
-    if secret or (isinstance(value, str) and looks_like_credential(value)):
-        return _hash_scalar(value, keys)
-    return value
+    if isinstance(value, bool | int):
+        return _hash_scalar(value, keys) if secret else value
+    if isinstance(value, Mapping):
+        return _redact_mapping(value, keys, depth, secret=secret)
+    if isinstance(value, list | tuple):
+        return _redact_list(value, keys, depth, secret=secret)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _InvalidValue("is not a finite number")
+        return _hash_scalar(value, keys) if secret else value
+    raise _InvalidValue(
+        f"has type {type(value).__name__}; use str, int, float, bool, None, list or dict"
+    )
+
+
+def _redact_mapping(
+    value: Mapping[Any, Any], keys: AuditKeys, depth: int, *, secret: bool
+) -> dict[str, Any]:
+    redacted = {}
+    for raw_key, item in value.items():
+        key = _check_key(raw_key)
+        below = secret or is_sensitive_key(key)
+        try:
+            redacted[key] = _redact(item, keys, depth + 1, secret=below)
+        except _InvalidValue as invalid:
+            invalid.path.append(f".{_path_part(key)}")
+            raise
+    return redacted
+
+
+def _redact_list(
+    value: list[Any] | tuple[Any, ...], keys: AuditKeys, depth: int, *, secret: bool
+) -> list[Any]:
+    redacted = []
+    for index, item in enumerate(value):
+        try:
+            redacted.append(_redact(item, keys, depth + 1, secret=secret))
+        except _InvalidValue as invalid:
+            invalid.path.append(f"[{index}]")
+            raise
+    return redacted
+
+
+# Details are encoded from the fresh tree that _redact builds, which cannot contain itself.
+_encode_redacted = make_compact_encoder(sort_keys=True, allow_nan=False)
 
 
 def encode_detail(detail: Mapping[str, Any] | None, keys: AuditKeys) -> str:
@@ -198,7 +228,12 @@ def encode_detail(detail: Mapping[str, Any] | None, keys: AuditKeys) -> str:
         return "{}"
     if not isinstance(detail, Mapping):
         raise InvalidAuditDetail("audit detail must be a mapping of names to values")
-    text = canonical_json(_redact(detail, keys, "detail", 1, secret=False))
+    try:
+        redacted = _redact(detail, keys, 1, secret=False)
+    except _InvalidValue as invalid:
+        path = "".join(reversed(invalid.path))
+        raise InvalidAuditDetail(f"audit detail{path} {invalid.problem}") from None
+    text = _encode_redacted(redacted)
     if len(text) > DETAIL_MAX_BYTES:
         raise InvalidAuditDetail(
             f"audit detail is {len(text)} bytes once encoded; the limit is {DETAIL_MAX_BYTES}"
