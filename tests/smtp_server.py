@@ -1,7 +1,8 @@
 """A real SMTP server for tests: aiosmtpd on 127.0.0.1 with a port the system picks.
 
 It keeps every message it accepts, so a test reads the mail that Llero sent. With a certificate
-it offers STARTTLS or implicit TLS, and with credentials it requires AUTH over TLS.
+it offers STARTTLS or implicit TLS, and with credentials it requires AUTH over TLS. Recipients
+listed as refused get a 550 reply, as from a relay that has no such mailbox.
 """
 
 import datetime
@@ -47,11 +48,20 @@ class ReceivedMail:
 
 
 class _Handler:
-    def __init__(self, *, implicit_tls: bool) -> None:
+    def __init__(self, *, implicit_tls: bool, refused: frozenset[str]) -> None:
         # aiosmtpd fills session.ssl only after STARTTLS, so implicit TLS is known from here.
         self.implicit_tls = implicit_tls
+        self.refused = refused
         self.received: list[ReceivedMail] = []
         self.arrived = threading.Condition()
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.refused:
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         content = envelope.original_content or b""
@@ -106,8 +116,11 @@ class MailServer:
         certificate: "RelayCertificate | None" = None,
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
+        refused_recipients: frozenset[str] = frozenset(),
     ) -> None:
-        self._handler = _Handler(implicit_tls=implicit_tls and certificate is not None)
+        self._handler = _Handler(
+            implicit_tls=implicit_tls and certificate is not None, refused=refused_recipients
+        )
         server_context = None if certificate is None else certificate.server_context()
         options: dict[str, Any] = {}
         if credentials is not None:

@@ -17,6 +17,7 @@ from llero.mail import (
     build_message,
     send_mail,
     send_mail_async,
+    send_mail_each,
 )
 from tests.conftest import with_mail
 from tests.smtp_server import LOOPBACK, MailServer, RelayCertificate, make_relay_certificate
@@ -69,6 +70,47 @@ def test_send_mail_async_delivers(settings: Settings, mail_server: MailServer) -
 
     [mail] = mail_server.wait_for(1)
     assert mail.recipients == ["b@example.com"]
+
+
+def test_send_mail_each_addresses_one_recipient_apiece(
+    settings: Settings, mail_server: MailServer
+) -> None:
+    recipients = ["a@example.com", "b@example.com", "c@example.com"]
+
+    refused = send_mail_each(with_mail(settings, mail_server), recipients, "Alert", "Body\n")
+
+    assert refused == []
+    mails = mail_server.wait_for(3)
+    assert [mail.recipients for mail in mails] == [[to] for to in recipients]
+    assert [mail.message["To"] for mail in mails] == recipients
+    assert {mail.text for mail in mails} == {"Body\n"}
+
+
+def test_send_mail_each_returns_refused_and_sends_rest(settings: Settings) -> None:
+    server = MailServer(refused_recipients=frozenset({"gone@example.com"}))
+    try:
+        recipients = ["gone@example.com", "here@example.com"]
+
+        refused = send_mail_each(with_mail(settings, server), recipients, "Alert", "Body")
+
+        mails = server.wait_for(1)
+    finally:
+        server.stop()
+    assert refused == ["gone@example.com"]
+    assert [mail.recipients for mail in mails] == [["here@example.com"]]
+
+
+def test_send_mail_each_unreachable_relay_fails(
+    settings: Settings, mail_server: MailServer
+) -> None:
+    configured = with_mail(settings, mail_server, smtp_port=_unused_port())
+
+    with pytest.raises(MailDeliveryFailed) as caught:
+        send_mail_each(configured, ["h@example.com"], "Hello", "Body")
+
+    assert caught.value.message == (
+        "the mail server did not accept the message (ConnectionRefusedError)"
+    )
 
 
 def test_starttls_with_login_verifies_certificate(

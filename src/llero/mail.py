@@ -12,6 +12,7 @@ from its SecretStr only to log in.
 import asyncio
 import smtplib
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import urlsplit
@@ -77,29 +78,77 @@ def send_mail(settings: Settings, to: str, subject: str, text: str) -> None:
     reached, the TLS handshake or login fails, or the relay rejects the message. Blocks on the
     network: code on the event loop calls ``send_mail_async`` instead.
     """
-    host = settings.smtp_host
-    if host is None:
-        raise MailUnavailable("this action")
+    host = _relay_host(settings)
     message = build_message(settings, to, subject, text)
     try:
         with _connect(settings, host) as smtp:
-            if settings.smtp_username is not None and settings.smtp_password is not None:
-                smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+            _log_in(settings, smtp)
             smtp.send_message(message)
     except (smtplib.SMTPException, OSError) as error:
-        # The error's text can quote the relay's reply, which may echo the message; the type and
-        # SMTP status code are enough to act on.
-        status = getattr(error, "smtp_code", None)
-        log.warning("mail:send_failed", error=type(error).__name__, smtp_code=status, host=host)
-        raise MailDeliveryFailed(
-            f"the mail server did not accept the message ({type(error).__name__})"
-        ) from None
+        raise _delivery_failed(error, host) from None
     log.info("mail:sent", host=host, subject=subject)
+
+
+def send_mail_each(
+    settings: Settings, recipients: Sequence[str], subject: str, text: str
+) -> list[str]:
+    """Send the same plain-text message to each recipient separately, over one connection.
+
+    Each message is addressed to one recipient, so no recipient sees the others' addresses.
+    Returns the recipients that the relay refused, after trying the rest. Raises MailUnavailable
+    when mail is off, and MailDeliveryFailed when the relay cannot be reached, the TLS handshake
+    or login fails, or the connection breaks. Messages sent before a break stay sent. Blocks on
+    the network, like ``send_mail``.
+    """
+    host = _relay_host(settings)
+    messages = [(to, build_message(settings, to, subject, text)) for to in recipients]
+    refused: list[str] = []
+    try:
+        with _connect(settings, host) as smtp:
+            _log_in(settings, smtp)
+            for to, message in messages:
+                try:
+                    smtp.send_message(message)
+                except smtplib.SMTPRecipientsRefused:
+                    # smtplib has reset the transaction, so the connection takes the next one.
+                    refused.append(to)
+    except (smtplib.SMTPException, OSError) as error:
+        raise _delivery_failed(error, host) from None
+    log.info(
+        "mail:sent",
+        host=host,
+        subject=subject,
+        messages=len(messages) - len(refused),
+        refused=len(refused),
+    )
+    return refused
 
 
 async def send_mail_async(settings: Settings, to: str, subject: str, text: str) -> None:
     """``send_mail`` in a worker thread, so waiting for the relay never blocks the event loop."""
     await asyncio.to_thread(send_mail, settings, to, subject, text)
+
+
+def _relay_host(settings: Settings) -> str:
+    host = settings.smtp_host
+    if host is None:
+        raise MailUnavailable("this action")
+    return host
+
+
+def _log_in(settings: Settings, smtp: smtplib.SMTP) -> None:
+    if settings.smtp_username is not None and settings.smtp_password is not None:
+        smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+
+
+def _delivery_failed(error: smtplib.SMTPException | OSError, host: str) -> MailDeliveryFailed:
+    # The error's text can quote the relay's reply, which may echo the message; the type and
+    # SMTP status code are enough to act on.
+    status = getattr(error, "smtp_code", None)
+    log.warning("mail:send_failed", error=type(error).__name__, smtp_code=status, host=host)
+    return MailDeliveryFailed(
+        f"the mail server did not accept the message ({type(error).__name__})"
+    )
 
 
 def _connect(settings: Settings, host: str) -> smtplib.SMTP:
@@ -142,4 +191,5 @@ __all__ = [
     "build_message",
     "send_mail",
     "send_mail_async",
+    "send_mail_each",
 ]
