@@ -1,12 +1,8 @@
 """Security alerts: the signature, the webhook address rule, and alerts received on 127.0.0.1."""
 
 import json
-import queue
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,11 +13,10 @@ from llero.config.settings import Settings
 from llero.crypto import Secret
 from llero.egress import EgressRefused
 from llero.errors import SettingsError
-from llero.incident.alerts import (
+from llero.incident.alerts import FailureBurst, security_alerts_from
+from llero.incident.webhook import (
     SIGNATURE_HEADER,
-    FailureBurst,
     check_webhook_url,
-    security_alerts_from,
     sign_body,
     verify_signature,
 )
@@ -29,7 +24,7 @@ from llero.storage.db import Database
 from llero.web.app import create_app
 from tests.conftest import create_test_user
 from tests.identity.helpers import password_hash, sign_in
-from tests.incident.helpers import create_agent
+from tests.incident.helpers import Received, Receiver, create_agent
 
 SECRET_TEXT = "alert-signing-secret-0123456789abcdef"
 SECRET = Secret(SECRET_TEXT.encode())
@@ -135,49 +130,6 @@ def test_failure_burst_forgets_old_failures() -> None:
 
 
 # --- Alerts received on 127.0.0.1 --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Received:
-    body: bytes
-    headers: dict[str, str]
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 with an OS-chosen port."""
-
-    def __init__(self) -> None:
-        self.received: queue.Queue[Received] = queue.Queue()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                outer.received.put(Received(self.rfile.read(length), dict(self.headers)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def next(self, timeout: float = 10) -> Received:
-        return self.received.get(timeout=timeout)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -305,7 +257,7 @@ def test_webhook_needs_secret(settings: Settings) -> None:
     configured = settings.model_copy(update={"alert_webhook_url": "https://hooks.example.com/"})
 
     with pytest.raises(SettingsError) as raised:
-        security_alerts_from(configured)
+        security_alerts_from(configured, lambda: [])
 
     assert "needs LLERO_ALERT_WEBHOOK_SECRET" in raised.value.message
 
@@ -319,7 +271,7 @@ def test_short_webhook_secret_rejected(settings: Settings) -> None:
     )
 
     with pytest.raises(SettingsError) as raised:
-        security_alerts_from(configured)
+        security_alerts_from(configured, lambda: [])
 
     assert "must be at least 32 characters" in raised.value.message
     assert "short" not in raised.value.message.replace("such as", "")

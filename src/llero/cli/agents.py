@@ -3,8 +3,7 @@
 import click
 
 from llero.barracks import quarantine as quarantine_service
-from llero.cli.database import CLI_ORIGIN, audited_transaction, cli_settings
-from llero.incident.alerts import security_alerts_from
+from llero.cli.database import CLI_ORIGIN, audited_transaction, cli_security_alerts, cli_settings
 from llero.storage.base import utc_now
 
 NEEDS = (
@@ -30,7 +29,7 @@ def quarantine(agent: str, reason: str) -> None:
             session, CLI_ORIGIN, found.id, reason=reason, now=utc_now()
         )
         agent_id, name = found.id, found.name
-    alerts = security_alerts_from(settings)
+    alerts = cli_security_alerts(settings)
     alerts.agent_quarantined(agent_id, name)
     alerts.close()
     click.echo(f"agent {name} (id {agent_id}) is quarantined")

@@ -30,9 +30,9 @@ from llero.audit.service import (
     record,
     verify_chain,
 )
+from llero.cli.database import cli_security_alerts
 from llero.config.settings import Settings
 from llero.errors import InvalidInput
-from llero.incident.alerts import security_alerts_from
 from llero.storage import migrate
 from llero.storage.db import Database
 
@@ -132,7 +132,7 @@ def verify(start: int | None, end: int | None, jobs: int) -> None:
 
 def _report(result: VerifyResult, settings: Settings) -> None:
     if result.broken is not None:
-        alerts = security_alerts_from(settings)
+        alerts = cli_security_alerts(settings)
         alerts.audit_chain_broken(result.broken.sequence, str(result.broken.reason))
         alerts.close()
         where = (

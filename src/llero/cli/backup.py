@@ -14,8 +14,7 @@ from typing import cast
 import click
 
 from llero.backup import service
-from llero.cli.database import CLI_ORIGIN, cli_settings
-from llero.incident.alerts import security_alerts_from
+from llero.cli.database import CLI_ORIGIN, cli_security_alerts, cli_settings
 from llero.storage.base import utc_now
 
 KEY_FILE_HELP = (
@@ -98,7 +97,7 @@ def restore(file: Path, key_file: Path | None) -> None:
     click.echo(f"restored {file} (made {restored.info.get('created_at')}) into {settings.data_dir}")
     broken = restored.chain.broken
     if broken is not None:
-        alerts = security_alerts_from(settings)
+        alerts = cli_security_alerts(settings)
         alerts.audit_chain_broken(broken.sequence, str(broken.reason))
         alerts.close()
         click.echo(f"audit chain broken at record {broken.sequence}: {broken.message}")

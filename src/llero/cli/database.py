@@ -1,5 +1,5 @@
 """The two ways CLI commands open the database: an audited transaction, or the database with
-every key attached."""
+every key attached. And the security alerts that CLI commands raise."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from llero.audit.context import Origin
 from llero.audit.keys import attach_keys, attach_keys_to_factory, load_audit_keys
 from llero.config.settings import Settings
+from llero.identity.service import active_admin_emails
+from llero.incident.alerts import SecurityAlerts, security_alerts_from
 from llero.logs import ensure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
@@ -71,5 +73,28 @@ def opened_vault(settings: Settings) -> Iterator[tuple[Database, Keyring]]:
         keyring = load_vault_keyring(settings, database)
         attach_field_keys(database.sessions, load_field_keys(settings.keys_dir, keyring))
         yield database, keyring
+    finally:
+        database.dispose()
+
+
+def cli_security_alerts(settings: Settings) -> SecurityAlerts:
+    """Return the alerts of a command, which mail the active admins while mail is on.
+
+    The addresses are read on the mail channel's thread through a database opened with the
+    field keys, so a sealed vault or a missing key file only keeps the mail from going out.
+    Call ``close`` before the command exits, or queued alerts are lost.
+    """
+    return security_alerts_from(settings, lambda: _admin_addresses(settings))
+
+
+def _admin_addresses(settings: Settings) -> list[str]:
+    # Not opened_vault: it exits the command on an old schema, and this runs on the alert
+    # thread, where a failure must only be logged.
+    database = Database(settings.resolved_database_url)
+    try:
+        keyring = load_vault_keyring(settings, database)
+        attach_field_keys(database.sessions, load_field_keys(settings.keys_dir, keyring))
+        with database.reader() as session:
+            return active_admin_emails(session)
     finally:
         database.dispose()

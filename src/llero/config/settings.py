@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     # A burst of this many failed sign-ins within the window raises one alert.
     alert_sign_in_failures: int = Field(default=20, ge=2, le=100_000)
     alert_sign_in_window_seconds: int = Field(default=300, ge=10, le=86_400)
+    # While mail is on (smtp_host), alerts are also mailed to every active admin, unless false.
+    alert_mail: bool = True
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON

@@ -229,6 +229,20 @@ def admin_exists(session: Session) -> bool:
     return session.scalar(query.limit(1)) is not None
 
 
+def active_admin_emails(session: Session) -> list[str]:
+    """Return the addresses of the active admins, oldest account first.
+
+    The addresses are sealed, so this raises VaultSealed while no KEK is loaded and
+    FieldKeysMissing when the session has no field keys.
+    """
+    query = (
+        select(User)
+        .where(User.role == Role.ADMIN, User.status == UserStatus.ACTIVE)
+        .order_by(User.id)
+    )
+    return [admin.email for admin in session.scalars(query)]
+
+
 def get_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:

@@ -1,48 +1,33 @@
-"""Security alerts to the admins: a signed webhook, sent off the request path.
+"""Security alerts to the admins: a signed webhook and mail, sent off the request path.
 
 An alert is raised for a burst of failed sign-ins, a refresh-token reuse, a broken audit chain
-and an agent quarantine. Each is posted as JSON to LLERO_ALERT_WEBHOOK_URL by one background
-thread, with a timeout, so a slow or dead receiver never delays a request.
-
-The body is signed with HMAC-SHA256 over ``"{timestamp}." + body`` and sent as
-``X-Llero-Signature: t=<unix seconds>,v1=<hex>``. A receiver recomputes the HMAC, compares in
-constant time and rejects an old timestamp, so a captured alert cannot be replayed later.
+and an agent quarantine. It is logged, then handed to each configured channel: the webhook
+(llero.incident.webhook, LLERO_ALERT_WEBHOOK_URL) and mail to every active admin
+(llero.incident.alert_mail, while LLERO_SMTP_HOST is set). Each channel sends from its own
+background thread with a timeout, so a slow or dead receiver never delays a request or the other
+channel. A failure is logged and never reaches the action that raised the alert.
 Alerts carry ids and counts, never a secret.
 """
 
-import asyncio
-import hashlib
-import hmac
-import ipaddress
 import json
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
-
-from llero.config.keyfiles import read_private_file
 from llero.config.settings import Settings
-from llero.crypto import Secret, constant_time_equals
-from llero.egress import EgressPolicy, EgressRefused, Endpoint, Target, check_url, guarded_client
-from llero.errors import SettingsError
+from llero.incident.alert_mail import AdminAddresses, mail_channel_from
+from llero.incident.webhook import webhook_channel_from
 from llero.logs import get_logger
 
 log = get_logger("llero.alerts")
 
-SIGNATURE_HEADER = "X-Llero-Signature"
-EVENT_HEADER = "X-Llero-Alert"
-SIGNATURE_VERSION = "v1"
-# The maximum age of a signed timestamp that a receiver accepts.
-DEFAULT_TOLERANCE = timedelta(minutes=5)
-DEFAULT_TIMEOUT_SECONDS = 5.0
-# Alerts waiting for the sender; more are dropped and logged, so a flood cannot exhaust memory.
+# Alerts waiting for one channel; more are dropped and logged, so a flood cannot exhaust memory.
 QUEUE_MAX = 1000
 
 
@@ -70,149 +55,78 @@ class Alert:
         return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-# --- Signatures --------------------------------------------------------------------------------
+class AlertChannel(Protocol):
+    """A way to reach the admins, such as the webhook or mail."""
 
+    # Names the channel in log events, as in "alert:webhook_failed".
+    name: str
 
-def sign_body(body: bytes, secret: Secret[bytes], timestamp: int) -> str:
-    """Return the X-Llero-Signature value for ``body`` sent at ``timestamp`` (Unix seconds)."""
-    mac = hmac.new(secret.reveal(), f"{timestamp}.".encode("ascii") + body, hashlib.sha256)
-    return f"t={timestamp},{SIGNATURE_VERSION}={mac.hexdigest()}"
+    @property
+    def timeout_seconds(self) -> float:
+        """The time one delivery may wait on the network before it fails."""
+        ...
 
-
-def verify_signature(
-    body: bytes,
-    header: str,
-    secret: Secret[bytes],
-    now: int,
-    tolerance: timedelta = DEFAULT_TOLERANCE,
-) -> bool:
-    """Return whether ``header`` signs ``body`` with ``secret`` at a time within ``tolerance``."""
-    parts = dict(item.partition("=")[::2] for item in header.split(",") if "=" in item)
-    timestamp, signature = parts.get("t", ""), parts.get(SIGNATURE_VERSION, "")
-    if not timestamp.isdigit() or not signature:
-        return False
-    if abs(now - int(timestamp)) > tolerance.total_seconds():
-        return False
-    expected = sign_body(body, secret, int(timestamp)).rpartition("=")[2]
-    return constant_time_equals(expected, signature)
-
-
-# --- Where alerts may go -----------------------------------------------------------------------
-
-
-def check_webhook_url(url: str, loopback_endpoints: Iterable[str]) -> Target:
-    """Return the target of the alert webhook URL; raise EgressRefused when it may not be used.
-
-    The URL must be https to a public host. Plain http, and private addresses, are allowed only
-    for the loopback ``host:port`` endpoints listed, so a test receiver or a local relay works
-    while nothing can point alerts at the internal network. Nothing is resolved here.
-    """
-    endpoints = frozenset(Endpoint.parse(item) for item in loopback_endpoints)
-    for endpoint in endpoints:
-        if not _is_loopback(endpoint.host):
-            raise EgressRefused(
-                f"{endpoint} is not a loopback endpoint; only loopback hosts may receive alerts "
-                "over plain http"
-            )
-    host = (httpx.URL(url).host if url.isascii() else "").lower()
-    policy = EgressPolicy(allowed_hosts=frozenset({host}), allowed_endpoints=endpoints)
-    return check_url(url, policy)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    def deliver(self, alert: Alert) -> None:
+        """Send ``alert``, raising an exception when it could not be sent."""
+        ...
 
 
 # --- Sending -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WebhookConfig:
-    url: str
-    secret: Secret[bytes]
-    loopback_endpoints: tuple[str, ...] = ()
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-
-
 class AlertSender:
-    """Posts alerts to the webhook from one daemon thread, in the order they were raised."""
+    """Delivers alerts to one channel from its own daemon thread, in the order they were raised."""
 
-    def __init__(self, config: WebhookConfig | None) -> None:
-        self._config = config
-        self._policy: EgressPolicy | None = None
-        if config is not None:
-            target = check_webhook_url(config.url, config.loopback_endpoints)
-            self._policy = EgressPolicy(
-                allowed_hosts=frozenset({target.host}),
-                allowed_endpoints=frozenset(
-                    Endpoint.parse(item) for item in config.loopback_endpoints
-                ),
-            )
+    def __init__(self, channel: AlertChannel) -> None:
+        self.channel = channel
         self._queue: queue.Queue[Alert | None] = queue.Queue(QUEUE_MAX)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    @property
-    def enabled(self) -> bool:
-        return self._config is not None
-
     def send(self, alert: Alert) -> None:
-        """Queue ``alert`` for the webhook and return at once."""
-        log.warning("alert:raised", alert=alert.kind.value, summary=alert.summary)
-        if self._config is None:
-            return
+        """Queue ``alert`` for the channel and return at once."""
         self._start()
         try:
             self._queue.put_nowait(alert)
         except queue.Full:
-            log.warning("alert:dropped", alert=alert.kind.value, reason="queue_full")
+            log.warning(
+                "alert:dropped",
+                alert=alert.kind.value,
+                channel=self.channel.name,
+                reason="queue_full",
+            )
 
-    def close(self, timeout: float = DEFAULT_TIMEOUT_SECONDS * 2) -> None:
-        """Send what is queued, waiting at most ``timeout`` seconds, and stop the thread."""
+    def stop(self) -> None:
+        """Ask the thread to end after it has sent what is queued. ``join`` waits for that."""
+        if self._thread is not None:
+            self._queue.put(None)
+
+    def join(self, timeout: float) -> None:
         thread = self._thread
         if thread is None:
             return
-        self._queue.put(None)
-        thread.join(timeout)
+        thread.join(max(timeout, 0.0))
         self._thread = None
 
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="llero-alerts", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name=f"llero-alerts-{self.channel.name}", daemon=True
+                )
                 self._thread.start()
 
     def _run(self) -> None:
         while (alert := self._queue.get()) is not None:
             try:
-                asyncio.run(self._post(alert))
-            except (httpx.HTTPError, EgressRefused, OSError) as error:
+                self.channel.deliver(alert)
+            except Exception as error:  # noqa: BLE001 - the thread must outlive any one failure
+                # Only the type: an error's text can quote a relay's reply or a database value.
                 log.warning(
-                    "alert:webhook_failed", alert=alert.kind.value, error=type(error).__name__
+                    f"alert:{self.channel.name}_failed",
+                    alert=alert.kind.value,
+                    error=type(error).__name__,
                 )
-
-    async def _post(self, alert: Alert) -> None:
-        config, policy = self._config, self._policy
-        if config is None or policy is None:
-            return
-        body = alert.body()
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign_body(body, config.secret, int(time.time())),
-            EVENT_HEADER: alert.kind.value,
-        }
-        timeout = httpx.Timeout(config.timeout_seconds)
-        async with guarded_client(policy, timeout=timeout) as client:
-            response = await client.post(config.url, content=body, headers=headers)
-        if response.is_success:
-            log.info("alert:webhook_sent", alert=alert.kind.value, status=response.status_code)
-        else:
-            log.error("alert:webhook_failed", alert=alert.kind.value, status=response.status_code)
 
 
 # --- Bursts of failed sign-ins -----------------------------------------------------------------
@@ -248,17 +162,17 @@ class FailureBurst:
 
 
 class SecurityAlerts:
-    """The alerts Llero raises, each turned into one message for the sender."""
+    """The alerts Llero raises, each turned into one message for every channel."""
 
-    def __init__(self, sender: AlertSender, failures: FailureBurst) -> None:
-        self.sender = sender
+    def __init__(self, senders: Sequence[AlertSender], failures: FailureBurst) -> None:
+        self.senders = tuple(senders)
         self._failures = failures
 
     def sign_in_failed(self, now: datetime) -> None:
         count = self._failures.record(now)
         if count is not None:
             minutes = int(self._failures.window.total_seconds() // 60)
-            self.sender.send(
+            self._raise(
                 Alert(
                     AlertKind.SIGN_IN_FAILURES,
                     f"{count} failed sign-ins within {minutes} minutes",
@@ -270,7 +184,7 @@ class SecurityAlerts:
             )
 
     def refresh_token_reused(self) -> None:
-        self.sender.send(
+        self._raise(
             Alert(
                 AlertKind.REFRESH_TOKEN_REUSED,
                 "a spent refresh token was presented again; its session was revoked",
@@ -278,7 +192,7 @@ class SecurityAlerts:
         )
 
     def agent_quarantined(self, agent_id: int, name: str) -> None:
-        self.sender.send(
+        self._raise(
             Alert(
                 AlertKind.AGENT_QUARANTINED,
                 f"agent {name} (id {agent_id}) was quarantined",
@@ -288,7 +202,7 @@ class SecurityAlerts:
 
     def audit_chain_broken(self, sequence: int | None, reason: str) -> None:
         where = "the chain head" if sequence is None else f"record {sequence}"
-        self.sender.send(
+        self._raise(
             Alert(
                 AlertKind.AUDIT_CHAIN_BROKEN,
                 f"the audit chain is broken at {where} ({reason})",
@@ -296,50 +210,40 @@ class SecurityAlerts:
             )
         )
 
-    def close(self) -> None:
-        self.sender.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is queued and stop the threads, waiting at most ``timeout`` seconds.
+
+        The default allows each channel twice its network timeout, since one delivery can wait
+        once to connect and again for the reply.
+        """
+        if timeout is None:
+            timeout = 2 * sum(sender.channel.timeout_seconds for sender in self.senders)
+        deadline = time.monotonic() + timeout
+        for sender in self.senders:
+            sender.stop()
+        for sender in self.senders:
+            sender.join(deadline - time.monotonic())
+
+    def _raise(self, alert: Alert) -> None:
+        log.warning("alert:raised", alert=alert.kind.value, summary=alert.summary)
+        for sender in self.senders:
+            sender.send(alert)
 
 
-ALERT_KEY = "alert-webhook.key"
-MIN_SECRET_CHARS = 32
+def security_alerts_from(settings: Settings, admin_addresses: AdminAddresses) -> SecurityAlerts:
+    """Build the alerts of one app or command; raise SettingsError for a bad webhook setting.
 
-
-def security_alerts_from(settings: Settings) -> SecurityAlerts:
-    """Build the alerts of one app or command; raise SettingsError for a bad webhook setting."""
+    ``admin_addresses`` returns the addresses that alert mail goes to. It is called on the mail
+    channel's thread for each alert mailed, and only while mail is on.
+    """
     failures = FailureBurst(
         settings.alert_sign_in_failures, timedelta(seconds=settings.alert_sign_in_window_seconds)
     )
-    if settings.alert_webhook_url is None:
-        return SecurityAlerts(AlertSender(None), failures)
-    config = WebhookConfig(
-        url=settings.alert_webhook_url,
-        secret=_webhook_secret(settings),
-        loopback_endpoints=tuple(settings.alert_webhook_loopback),
-    )
-    try:
-        sender = AlertSender(config)
-    except (EgressRefused, ValueError) as error:
-        message = error.message if isinstance(error, EgressRefused) else str(error)
-        raise SettingsError(f"invalid setting LLERO_ALERT_WEBHOOK_URL: {message}") from None
-    return SecurityAlerts(sender, failures)
-
-
-def _webhook_secret(settings: Settings) -> Secret[bytes]:
-    if settings.alert_webhook_secret is not None:
-        text = settings.alert_webhook_secret.get_secret_value()
-        if len(text) < MIN_SECRET_CHARS:
-            raise SettingsError(
-                f"invalid setting LLERO_ALERT_WEBHOOK_SECRET: must be at least "
-                f"{MIN_SECRET_CHARS} characters, such as `openssl rand -hex 32`"
-            )
-        return Secret(text.encode("utf-8"))
-    path = settings.keys_dir / ALERT_KEY
-    if not path.exists():
-        raise SettingsError(
-            "invalid setting LLERO_ALERT_WEBHOOK_URL: it needs LLERO_ALERT_WEBHOOK_SECRET or "
-            f"the key file {path} (mode 0600)"
-        )
-    secret = read_private_file(path).strip()
-    if len(secret) < MIN_SECRET_CHARS:
-        raise SettingsError(f"key file {path} must hold at least {MIN_SECRET_CHARS} characters")
-    return Secret(secret)
+    channels: list[AlertChannel] = []
+    webhook = webhook_channel_from(settings)
+    if webhook is not None:
+        channels.append(webhook)
+    mail = mail_channel_from(settings, admin_addresses)
+    if mail is not None:
+        channels.append(mail)
+    return SecurityAlerts([AlertSender(channel) for channel in channels], failures)

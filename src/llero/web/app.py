@@ -1,5 +1,6 @@
 """The application factory: settings, database, middleware, error handlers and routers."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from llero.config.settings import KekSourceKind, Settings
 from llero.forge.routes import router as forge_router
 from llero.identity.email_routes import router as email_router
 from llero.identity.routes import mount as mount_identity
+from llero.incident.alert_mail import admin_addresses_in
 from llero.incident.alerts import security_alerts_from
 from llero.incident.routes import router as incident_router
 from llero.logs import ensure_logging, get_logger
@@ -51,6 +53,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     # Provider connections are kept alive between runs; close them with the server's loop.
     await app.state.command_engine.aclose()
+    # Alerts raised just before the stop are still sent, within the channels' timeouts.
+    await asyncio.to_thread(app.state.alerts.close)
 
 
 def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
@@ -95,8 +99,9 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
 
     if settings.rate_limit_enabled:
         app.state.rate_limiter = RequestLimits(RateLimiter.from_settings(settings))
-    # Security alerts leave on a background thread; without a webhook they are only logged.
-    app.state.alerts = security_alerts_from(settings)
+    # Security alerts leave on background threads, to the webhook and by mail to the active
+    # admins. Without either they are only logged.
+    app.state.alerts = security_alerts_from(settings, admin_addresses_in(app.state.database))
 
     install_error_handlers(app)
     mount_identity(app, settings)
