@@ -35,8 +35,8 @@ _COLUMNS = tuple(
     for name in (*HASHED_FIELDS, "record_hash")
 )
 _sequence = events_table.c.sequence
-# Run through the driver, because SQLAlchemy's result rows made verifying about 15% slower
-# (SQLite, one measurement with benchmarks/audit.py).
+# Run through the driver, because building SQLAlchemy's result rows took about 15% more CPU
+# time (a million records written by benchmarks/audit.py, SQLite, one machine).
 _BATCH = PreparedStatement(
     select(*_COLUMNS)
     .where(_sequence >= bindparam("low"), _sequence <= bindparam("high"))
