@@ -38,7 +38,8 @@ _HEAD_COLUMNS = (
 
 
 # Compiled once and run through the driver on the session's connection, because an append runs
-# on every audited action: see llero.storage.prepared for what that saves per statement.
+# on every audited action and Connection.execute added about 20 us per statement (SQLite, one
+# measurement against 4 us through the driver).
 _CLAIM = PreparedStatement(
     update(head_table)
     .where(head_table.c.id == HEAD_ID)
