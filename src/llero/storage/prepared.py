@@ -131,6 +131,9 @@ class PreparedStatement:
             cursor.execute(compiled.sql, arguments)
             rows = [] if cursor.description is None else cursor.fetchall()
         except driver_error as error:
+            # NOTE: unlike Connection.execute, this does not invalidate a connection the
+            # database dropped. The rollback that follows fails on it and SQLAlchemy discards it
+            # then, or the pool's pre-ping does on the next checkout.
             raise DBAPIError.instance(
                 compiled.sql, None, error, driver_error, hide_parameters=True, dialect=dialect
             ) from error
