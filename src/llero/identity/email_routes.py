@@ -217,7 +217,7 @@ async def _set_password(
     flow: Callable[..., Awaitable[int]],
     purpose: str,
 ) -> PasswordSet:
-    """Run ``flow``, which sets a password with the token of a mail, and name the user."""
+    """Set a password through ``flow`` with the token of a mail; return the user's id."""
     user_id = await flow(
         get_database(request),
         context,

@@ -278,9 +278,9 @@ async def _server_sent_events(
     async for chunk in response.aiter_bytes():
         text = partial + decoder.decode(chunk)
         # A CR at the end may be the first half of a CRLF, so it waits for the next read.
-        held = "\r" if text.endswith("\r") else ""
-        lines = _LINE_BREAK.split(text[: len(text) - len(held)])
-        partial = lines.pop() + held
+        trailing_cr = "\r" if text.endswith("\r") else ""
+        lines = _LINE_BREAK.split(text[: len(text) - len(trailing_cr)])
+        partial = lines.pop() + trailing_cr
         if len(partial) > MAX_STREAM_LINE_BYTES:
             raise malformed(endpoint.name, "a stream line is too long")
         events: list[tuple[str, str]] = []
