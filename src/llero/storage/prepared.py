@@ -30,40 +30,24 @@ class PreparedRead:
 
     def __init__(self, engine: Engine, statement: Select[*tuple[Any, ...]]) -> None:
         self._engine = engine
-        dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        self._sql = str(compiled)
-        self._compiled = compiled
-        self._positions = compiled.positiontup if dialect.positional else None
-        processors: list[Callable[[Any], Any] | None] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        ]
-        self._processors = processors
+        self._prepared = PreparedStatement(statement)
 
     def first(self, parameters: Mapping[str, int | str]) -> tuple[Any, ...] | None:
         """Run the statement with ``parameters`` and return its first row, converted, or None."""
-        bound = self._compiled.construct_params(dict(parameters))
-        arguments: Any = (
-            bound if self._positions is None else tuple(bound[name] for name in self._positions)
-        )
+        compiled = self._prepared.compiled_for(self._engine.dialect)
+        arguments = compiled.arguments(parameters)
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
-                cursor.execute(self._sql, arguments)
+                cursor.execute(compiled.sql, arguments)
                 row = cursor.fetchone()
             finally:
                 cursor.close()
         finally:
             # Returning the connection to the pool rolls back whatever the driver began.
             connection.close()
-        if row is None:
-            return None
-        return tuple(
-            value if process is None else process(value)
-            for value, process in zip(row, self._processors, strict=True)
-        )
+        return None if row is None else compiled.convert([row])[0]
 
 
 @dataclass(frozen=True)
@@ -121,9 +105,7 @@ class PreparedStatement:
         still quote a value (PostgreSQL names the duplicate key of a unique violation).
         """
         dialect = connection.dialect
-        compiled = self._compiled.get(dialect)
-        if compiled is None:
-            compiled = self._compiled[dialect] = self._compile(dialect)
+        compiled = self.compiled_for(dialect)
         arguments = compiled.arguments(parameters or {})
         driver_error: type[Exception] = dialect.loaded_dbapi.Error
         cursor = connection.connection.cursor()
@@ -140,6 +122,13 @@ class PreparedStatement:
         finally:
             cursor.close()
         return compiled.convert(rows)
+
+    def compiled_for(self, dialect: Dialect) -> "_Compiled":
+        """Return the statement compiled for ``dialect``, compiling it on first use."""
+        compiled = self._compiled.get(dialect)
+        if compiled is None:
+            compiled = self._compiled[dialect] = self._compile(dialect)
+        return compiled
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
