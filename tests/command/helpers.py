@@ -88,15 +88,18 @@ class WebhookServer:
 
 
 def serve_webhooks() -> Iterator[WebhookServer]:
-    """Run a tool server on 127.0.0.1 that records each call and answers with its arguments."""
+    """Run a tool server on 127.0.0.1 that records each call and answers with its arguments.
+
+    Each entry of ``calls`` has the request's ``headers`` and ``body`` and the ``response`` body.
+    """
     state = WebhookServer()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.calls.append({"headers": dict(self.headers), "body": body})
             payload = json.loads(body)
             answer = json.dumps({"tool": payload["tool"], "echo": payload["arguments"]}).encode()
+            state.calls.append({"headers": dict(self.headers), "body": body, "response": answer})
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))
@@ -115,6 +118,22 @@ def serve_webhooks() -> Iterator[WebhookServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def read_run_events(response: Any) -> tuple[str, dict[str, Any]]:
+    """Return the text of a streamed run's ``text`` events and the body of its ``result`` event."""
+    text: list[str] = []
+    result: dict[str, Any] = {}
+    for block in response.text.split("\n\n"):
+        if not block.strip():
+            continue
+        name = block.split("\n")[0].removeprefix("event: ")
+        data = json.loads(block.split("\n")[1].removeprefix("data: "))
+        if name == "text":
+            text.append(data["text"])
+        else:
+            result = data
+    return "".join(text), result
 
 
 def serve_app(app: Any) -> Iterator[str]:

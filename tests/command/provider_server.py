@@ -154,6 +154,11 @@ def _trailing(messages: list[dict[str, Any]], match: Any, value: Any) -> list[st
     return found
 
 
+def _json(value: object) -> str:
+    # Unescaped, so that non-ASCII text crosses the wire as multi-byte UTF-8.
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
@@ -168,7 +173,7 @@ def _openai_body(model: str, turn: Turn) -> dict[str, Any]:
             {
                 "id": f"call_{index}",
                 "type": "function",
-                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                "function": {"name": call.name, "arguments": _json(call.arguments)},
             }
             for index, call in enumerate(turn.calls)
         ]
@@ -195,13 +200,13 @@ def _openai_chunks(model: str, turn: Turn) -> Iterator[tuple[str, str]]:
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
-        return "", json.dumps(body)
+        return "", _json(body)
 
     yield chunk({"role": "assistant", "content": ""})
     for start in range(0, len(turn.text), TEXT_CHUNK):
         yield chunk({"content": turn.text[start : start + TEXT_CHUNK]})
     for index, call in enumerate(turn.calls):
-        arguments = json.dumps(call.arguments)
+        arguments = _json(call.arguments)
         yield chunk(
             {
                 "tool_calls": [
@@ -221,7 +226,7 @@ def _openai_chunks(model: str, turn: Turn) -> Iterator[tuple[str, str]]:
         return
     yield chunk({}, "tool_calls" if turn.calls else "stop")
     usage = {"prompt_tokens": 20, "completion_tokens": _tokens(turn.text) + len(turn.calls)}
-    yield "", json.dumps({"id": "chatcmpl-test", "choices": [], "usage": usage})
+    yield "", _json({"id": "chatcmpl-test", "choices": [], "usage": usage})
     yield "", "[DONE]"
 
 
@@ -249,7 +254,7 @@ def _anthropic_body(model: str, turn: Turn) -> dict[str, Any]:
 
 def _anthropic_events(model: str, turn: Turn) -> Iterator[tuple[str, str]]:
     def event(name: str, body: dict[str, Any]) -> tuple[str, str]:
-        return name, json.dumps({"type": name, **body})
+        return name, _json({"type": name, **body})
 
     message = {
         "id": "msg_test",
@@ -275,7 +280,7 @@ def _anthropic_events(model: str, turn: Turn) -> Iterator[tuple[str, str]]:
     for offset, call in enumerate(turn.calls):
         block = {"type": "tool_use", "id": f"toolu_{offset}", "name": call.name, "input": {}}
         yield event("content_block_start", {"index": index, "content_block": block})
-        arguments = json.dumps(call.arguments)
+        arguments = _json(call.arguments)
         for start in range(0, len(arguments), ARGUMENT_CHUNK):
             delta = {
                 "type": "input_json_delta",

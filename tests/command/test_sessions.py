@@ -4,7 +4,6 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -24,6 +23,7 @@ from tests.command.helpers import (
     SIGNING_KEY,
     LocalAcademy,
     WebhookServer,
+    read_run_events,
     serve_webhooks,
 )
 from tests.command.provider_server import PlannedCall, ProviderServer
@@ -100,21 +100,6 @@ def _session(client: TestClient, agent_id: int) -> int:
     return int(response.json()["id"])
 
 
-def _stream_result(response: Any) -> tuple[str, dict[str, Any]]:
-    text: list[str] = []
-    result: dict[str, Any] = {}
-    for block in response.text.split("\n\n"):
-        if not block.strip():
-            continue
-        name = block.split("\n")[0].removeprefix("event: ")
-        data = json.loads(block.split("\n")[1].removeprefix("data: "))
-        if name == "text":
-            text.append(data["text"])
-        else:
-            result = data
-    return "".join(text), result
-
-
 @pytest.mark.parametrize("protocol", [WireProtocol.OPENAI, WireProtocol.ANTHROPIC])
 @pytest.mark.parametrize("stream", [False, True])
 def test_session_runs_signed_webhook_tool(  # noqa: PLR0917 - pytest passes fixtures so
@@ -136,7 +121,7 @@ def test_session_runs_signed_webhook_tool(  # noqa: PLR0917 - pytest passes fixt
 
     assert response.status_code == 200, response.text
     if stream:
-        streamed, result = _stream_result(response)
+        streamed, result = read_run_events(response)
         assert streamed == result["text"]
     else:
         result = response.json()
