@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
+import structlog.testing
 
 from llero.config.settings import LogFormat, Settings
 from llero.errors import SettingsError
@@ -122,8 +123,13 @@ def ensure_logging(settings: Settings) -> None:
 
 def _configured_by_llero() -> bool:
     # structlog.testing.capture_logs leaves structlog marked as configured, with its default
-    # logger printing to stdout; only Llero's own configuration hands events to the handlers.
-    return structlog.is_configured() and _hand_to_handlers in structlog.get_config()["processors"]
+    # logger printing to stdout, so only Llero's own processors or a capture in progress count.
+    if not structlog.is_configured():
+        return False
+    processors = structlog.get_config()["processors"]
+    return _hand_to_handlers in processors or any(
+        isinstance(processor, structlog.testing.LogCapture) for processor in processors
+    )
 
 
 def _formatter(renderer: structlog.types.Processor) -> structlog.stdlib.ProcessorFormatter:

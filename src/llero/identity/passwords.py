@@ -10,11 +10,9 @@ Nothing else is changed: no truncation, no case folding, no trimming of spaces.
 """
 
 import asyncio
-import contextlib
 import functools
 import os
 import secrets
-import threading
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
@@ -55,21 +53,7 @@ _hasher = PasswordHasher(
 # MEMORY_COST_KIB of memory, so the cap of 8 also bounds memory at 512 MiB under a flood of
 # sign-in requests. Requests beyond the cap wait in the pool's queue.
 _POOL_SIZE = min(os.cpu_count() or 1, 8)
-# Hashing threads run at the lowest scheduling priority, below the rest of the server, so that a
-# flood of sign-ins, which keeps every core busy hashing, does not delay other requests.
-HASHING_NICENESS = 19
-
-
-def _lower_priority() -> None:
-    # On Linux, niceness is per thread: this lowers only the hashing thread that calls it.
-    # Raising one's own niceness needs no privilege; elsewhere the call may not exist or fail.
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
-
-
-_pool = ThreadPoolExecutor(
-    max_workers=_POOL_SIZE, thread_name_prefix="llero-password", initializer=_lower_priority
-)
+_pool = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="llero-password")
 
 
 class HashScheme(StrEnum):
