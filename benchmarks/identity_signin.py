@@ -95,14 +95,16 @@ async def sign_in_many(base: str, total: int, concurrency: int) -> tuple[list[fl
     return latencies, time.perf_counter() - started
 
 
-async def poll_read(base: str, token: str, stop: asyncio.Event, count: int = 0) -> list[float]:
-    """Read GET /api/users/me every HEALTH_INTERVAL until ``stop`` is set or ``count`` reads."""
+async def poll_read(
+    base: str, path: str, token: str, stop: asyncio.Event, count: int = 0
+) -> list[float]:
+    """Read GET ``path`` every HEALTH_INTERVAL until ``stop`` is set or ``count`` reads."""
     latencies: list[float] = []
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=10, headers=headers) as client:
         while not stop.is_set() and (count == 0 or len(latencies) < count):
             started = time.perf_counter()
-            response = await client.get(f"{base}/api/users/me")
+            response = await client.get(f"{base}{path}")
             latencies.append(time.perf_counter() - started)
             assert response.status_code == 200, response.text
             await asyncio.sleep(HEALTH_INTERVAL)
@@ -110,7 +112,7 @@ async def poll_read(base: str, token: str, stop: asyncio.Event, count: int = 0) 
 
 
 async def measure(
-    base: str, total: int, concurrency: int
+    base: str, path: str, total: int, concurrency: int
 ) -> tuple[list[float], float, list[float], list[float]]:
     """Return sign-in latencies, their wall time, and the read latencies idle and under load."""
     async with httpx.AsyncClient(timeout=60) as client:
@@ -118,9 +120,9 @@ async def measure(
             f"{base}/api/auth/signin", json={"email": EMAIL, "password": PASSWORD}
         )
     token = signed_in.json()["access_token"]
-    idle = await poll_read(base, token, asyncio.Event(), count=IDLE_READS)
+    idle = await poll_read(base, path, token, asyncio.Event(), count=IDLE_READS)
     stop = asyncio.Event()
-    loaded = asyncio.create_task(poll_read(base, token, stop))
+    loaded = asyncio.create_task(poll_read(base, path, token, stop))
     signins, seconds = await sign_in_many(base, total, concurrency)
     stop.set()
     return signins, seconds, idle, await loaded
@@ -136,6 +138,11 @@ def main() -> None:
     parser.add_argument("--signins", type=int, default=64, help="sign-ins to send (default 64)")
     parser.add_argument(
         "--concurrency", type=int, default=8, help="sign-ins in flight at once (default 8)"
+    )
+    parser.add_argument(
+        "--read-path",
+        default="/api/users/me",
+        help="the GET route read idle and during sign-ins (default /api/users/me)",
     )
     options = parser.parse_args()
 
@@ -162,7 +169,7 @@ def main() -> None:
     try:
         wait_until_healthy(base, time.perf_counter() + 30)
         signins, seconds, idle, loaded = asyncio.run(
-            measure(base, options.signins, options.concurrency)
+            measure(base, options.read_path, options.signins, options.concurrency)
         )
     finally:
         server.terminate()
@@ -178,7 +185,7 @@ def main() -> None:
     )
     for label, reads in (("idle", idle), ("during sign-ins", loaded)):
         print(
-            f"GET /api/users/me {label} ({len(reads)} reads): median "
+            f"GET {options.read_path} {label} ({len(reads)} reads): median "
             f"{statistics.median(reads) * 1000:.1f} ms, p99 {percentile(reads, 0.99) * 1000:.1f} ms"
         )
     ratio = percentile(loaded, 0.99) / percentile(idle, 0.99)
