@@ -68,6 +68,36 @@ def test_mixed_script_lookalike_is_rejected(address: str) -> None:
 @pytest.mark.parametrize(
     "address",
     [
+        "adm\u0131\u0307n@example.com",
+        "ad\u0301min@example.com",
+        "\u0301admin@example.com",
+        "admin@ex\u0131\u0307ample.com",
+    ],
+    ids=["dotless-i-with-dot", "acute-on-d", "leading-mark", "mark-in-domain"],
+)
+def test_separate_combining_mark_is_rejected(address: str) -> None:
+    with pytest.raises(EmailRejected) as raised:
+        normalize_email(address)
+
+    assert raised.value.rule is EmailRule.COMBINING_MARK
+    assert "separate accent or mark" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("jose\u0301@example.com", "jos\u00e9@example.com"),
+        ("\u0930\u093e\u092e@example.com", "\u0930\u093e\u092e@example.com"),
+    ],
+    ids=["latin-accent-composes", "devanagari-vowel-sign"],
+)
+def test_composing_or_script_mark_is_accepted(address: str, expected: str) -> None:
+    assert normalize_email(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
         "\u043f\u0440\u0438\u043c\u0435\u0440@example.com",
         "\u7530\u4e2d\u305f\u308d\u3046tanaka@example.jp",
         "kim\ud0dc\ud604@example.kr",

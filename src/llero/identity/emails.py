@@ -62,6 +62,7 @@ class EmailRule(StrEnum):
     INVALID_LOCAL_PART = "invalid_local_part"
     INVALID_DOMAIN = "invalid_domain"
     MIXED_SCRIPTS = "mixed_scripts"
+    COMBINING_MARK = "combining_mark"
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,10 @@ def normalize_email(address: str) -> str:
         )
 
     _check_single_script(local_part, "local part")
+    _check_combining_marks(local_part, "local part")
     for label in domain.split("."):
         _check_single_script(_unicode_label(label), "domain")
+        _check_combining_marks(_unicode_label(label), "domain")
     normalized = f"{_normalize_local_part(local_part)}@{_normalize_domain(domain)}"
     if len(normalized.encode("utf-8")) > MAX_ADDRESS_OCTETS:
         raise _too_long()
@@ -209,6 +212,35 @@ def _unicode_label(label: str) -> str:
     except UnicodeError:
         # _normalize_domain rejects it with the usual message.
         return label
+
+
+def _check_combining_marks(text: str, part: str) -> None:
+    """Reject a combining mark left on a Latin, Greek or Cyrillic letter, or on no letter.
+
+    Accented letters of these scripts have precomposed forms, which NFKC produces, so a mark
+    that is still separate draws an accent that no such address needs: "adm\u0131\u0307n"
+    shows as "admin". Scripts such as Devanagari, whose vowel signs are combining marks, are
+    left alone.
+    """
+    previous: str | None = None
+    for character in text:
+        if _is_variation_selector(character):
+            # Invisible, and removed from the skeleton, so a look-alike is caught there.
+            continue
+        if unicodedata.category(character) in {"Mn", "Me"} and (
+            previous is None or _script_of(previous) in {None, "LATIN", "GREEK", "CYRILLIC"}
+        ):
+            raise _rejected(
+                EmailRule.COMBINING_MARK,
+                f"{part} of the email address contains a separate accent or mark, which can "
+                "make it look like another address; type the accented letter itself",
+            )
+        previous = character
+
+
+def _is_variation_selector(character: str) -> bool:
+    point = ord(character)
+    return 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF
 
 
 def _script_of(character: str) -> str | None:
