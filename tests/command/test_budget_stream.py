@@ -113,7 +113,9 @@ def test_budget_crossed_mid_stream_cuts_answer(
         "/v1/chat/completions", json=STREAM_BODY, headers={"Authorization": f"Bearer {token}"}
     )
     assert again.status_code >= 400
-    assert "budget" in again.json()["message"]
+    assert again.headers["x-should-retry"] == "false"
+    assert "budget" in again.json()["error"]["message"]
+    assert again.json()["error"]["type"] == "budget_exceeded"
     assert len(provider_server.received) == 1
 
 

@@ -3,6 +3,7 @@
 import json
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 from fastapi import FastAPI
@@ -125,3 +126,25 @@ def test_unknown_agent_and_bad_token_are_refused(llero_url: str, api_token: str)
         _client(llero_url, "llero_pat_not-a-real-token").chat.completions.create(
             model="agent:weather", messages=[{"role": "user", "content": "hi"}]
         )
+
+
+def test_refusal_reaches_openai_client_once(
+    app: FastAPI, llero_url: str, api_token: str, provider_server: ProviderServer
+) -> None:
+    app.state.command_engine.academy.over_budget = True
+    sent: list[httpx.Request] = []
+    http_client = httpx.Client(event_hooks={"request": [sent.append]})
+    client = openai.OpenAI(
+        base_url=f"{llero_url}/v1", api_key=api_token, max_retries=2, http_client=http_client
+    )
+
+    with pytest.raises(openai.ConflictError) as raised:
+        client.chat.completions.create(
+            model="agent:weather", messages=[{"role": "user", "content": QUESTION}]
+        )
+
+    assert "budget of this user is spent" in raised.value.message
+    assert raised.value.code == "refused"
+    assert len(sent) == 1
+    assert provider_server.received == []
+    http_client.close()

@@ -71,12 +71,31 @@ CODE_BY_STATUS = {
 }
 
 
+# Routes under this prefix speak OpenAI's API, so their errors take the shape of OpenAI's.
+OPENAI_PREFIX = "/v1/"
+
+
 def _respond(
     request: Request, status: int, code: str, message: str, details: list[Violation] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        error_body(code, message, request_id_of(request.scope), details), status_code=status
-    )
+    request_id = request_id_of(request.scope)
+    if not request.url.path.startswith(OPENAI_PREFIX):
+        return JSONResponse(error_body(code, message, request_id, details), status_code=status)
+    body = {
+        "error": {
+            "message": message,
+            "type": code,
+            "code": code,
+            "param": details[0].field if details else None,
+        },
+        "request_id": request_id,
+    }
+    response = JSONResponse(body, status_code=status)
+    if 400 <= status < 500 and status != 429:
+        # OpenAI's clients retry a 409 on their own unless told not to, and a refusal (a used-up
+        # budget, a quarantined agent) answers the same until something changes.
+        response.headers["x-should-retry"] = "false"
+    return response
 
 
 async def handle_domain_error(request: Request, error: Exception) -> JSONResponse:
