@@ -116,6 +116,13 @@ def test_budget_crossed_mid_stream_cuts_answer(
     assert again.headers["x-should-retry"] == "false"
     assert "budget" in again.json()["error"]["message"]
     assert again.json()["error"]["type"] == "budget_exceeded"
+    streamed_again = client.post(
+        "/v1/chat/completions",
+        json={**STREAM_BODY, "stream": True},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert streamed_again.status_code == 409
+    assert streamed_again.json()["error"]["type"] == "budget_exceeded"
     assert len(provider_server.received) == 1
 
 

@@ -21,9 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
-from llero.access.ownership import Caller
 from llero.access.permissions import Permission, requires
-from llero.command.engine import Engine
+from llero.command.engine import Engine, PreparedRun
 from llero.command.providers.base import Message, ToolCall
 from llero.command.run import RunResult, RunStatus
 from llero.errors import InvalidInput, LleroError, Refused, Violation
@@ -90,14 +89,9 @@ async def chat_completions(request: Request, body: ChatCompletionIn) -> Any:
             _completion(completion_id, body.model, result),
             headers={OVERHEAD_HEADER: f"{overhead:.3f}"},
         )
-    return _stream(
-        engine,
-        caller=caller,
-        agent_name=agent_name,
-        history=history,
-        completion_id=completion_id,
-        model=body.model,
-    )
+    # Refusals come before the stream starts, so they still get their status code.
+    prepared = await engine.prepare_stateless(caller, agent_name)
+    return _stream(engine, prepared, history=history, completion_id=completion_id, model=body.model)
 
 
 def _agent_name(model: str) -> str:
@@ -182,9 +176,8 @@ DRAIN_MAX = 64
 
 def _stream(
     engine: Engine,
+    prepared: PreparedRun,
     *,
-    caller: Caller,
-    agent_name: str,
     history: list[Message],
     completion_id: str,
     model: str,
@@ -210,7 +203,7 @@ def _stream(
         async with send:
             await send.send(chunk({"role": "assistant", "content": ""}))
             try:
-                result, _waited = await engine.run_stateless(caller, agent_name, history, on_text)
+                result, _waited = await engine.run_prepared(prepared, history, on_text)
             except LleroError as error:
                 result = RunResult(RunStatus.FAILED, error=error.message)
             if result.status in {RunStatus.FAILED, RunStatus.STOPPED}:

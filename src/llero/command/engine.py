@@ -219,10 +219,19 @@ class Engine:
         Nothing is stored but usage, key uses and audit records. Returns the result and the
         seconds spent waiting for the provider and the tools.
         """
+        prepared = await self.prepare_stateless(caller, agent_name)
+        return await self.run_prepared(prepared, history, on_text)
 
+    async def prepare_stateless(self, caller: Caller, agent_name: str) -> "PreparedRun":
+        """Check that ``caller`` may run the agent now and broker its first model call.
+
+        Raises NotFound, Refused (a stopped agent, a used-up budget, a missing grant) or
+        RateLimited before anything is sent, so a streamed answer can still be refused with a
+        status code.
+        """
         user_id = _user_of(caller)
 
-        def prepare(session: Session) -> tuple[Agent, _RunScope, EgressPolicy, Brokered]:
+        def prepare(session: Session) -> PreparedRun:
             stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))
             if stored is None:
                 raise NotFound(f"no agent named {agent_name!r}")
@@ -238,12 +247,25 @@ class Engine:
             # The first step's budget check and key are settled in this transaction too, so a
             # one-step answer costs one database round trip before the provider call.
             brokered = _broker(self, session, scope, route)
-            return self._agent(session, stored, route), scope, policy, brokered
+            return PreparedRun(self._agent(session, stored, route), scope, policy, brokered)
 
-        agent, scope, policy, brokered = await self.in_transaction(prepare)
+        prepared: PreparedRun = await self.in_transaction(prepare)
+        return prepared
+
+    async def run_prepared(
+        self, prepared: "PreparedRun", history: list[Message], on_text: OnText | None = None
+    ) -> tuple[RunResult, float]:
+        """Run a prepared stateless run; return the result and the seconds spent waiting."""
         hooks_time: list[float] = []
         result = await self._loop(
-            scope, agent, history, policy, on_text, save=False, waited=hooks_time, first=brokered
+            prepared.scope,
+            prepared.agent,
+            history,
+            prepared.policy,
+            on_text,
+            save=False,
+            waited=hooks_time,
+            first=prepared.brokered,
         )
         return result, sum(hooks_time)
 
@@ -396,6 +418,16 @@ def _broker(engine: Engine, session: Session, scope: _RunScope, route: ProviderR
             origin=scope.origin,
         )
     return Brokered(route, key, budget_left)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A stateless run whose checks passed and whose first model call is brokered."""
+
+    agent: Agent
+    scope: _RunScope
+    policy: EgressPolicy
+    brokered: Brokered
 
 
 class BudgetCrossed(Exception):
