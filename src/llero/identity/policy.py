@@ -7,6 +7,8 @@ form that ``passwords`` hashes.
 """
 
 import functools
+import itertools
+import string
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ PRODUCT_NAME = "llero"
 MINIMUM_CONTEXT_WORD_LENGTH = 3
 
 _BLOCKLIST_FILE = "common-passwords.txt"
+# What people put around a common password to make it longer or "stronger".
+_PADDING = string.digits + string.punctuation + " "
 
 # Control characters are not printable and may be cut or altered by forms and terminals. Lone
 # surrogates cannot be encoded as UTF-8. Unassigned code points can get a decomposition in a later
@@ -49,6 +53,7 @@ class PasswordRule(StrEnum):
     BLOCKLISTED = "blocklisted"
     CONTAINS_EMAIL = "contains_email"
     CONTAINS_CONTEXT_WORD = "contains_context_word"
+    REPETITIVE = "repetitive"
 
 
 @dataclass(frozen=True)
@@ -177,10 +182,17 @@ def _check_length(normalised: str, minimum_length: int) -> PasswordRejection | N
 def _check_guessability(
     folded: str, email: str | None, context_words: Iterable[str]
 ) -> PasswordRejection | None:
-    if folded in load_blocklist():
+    if _built_from_common_password(folded):
         return PasswordRejection(
             PasswordRule.BLOCKLISTED,
-            "password is on the list of common and breached passwords; choose another",
+            "password is on the list of common and breached passwords, or repeats one with "
+            "digits or symbols around it; choose another",
+        )
+    if _is_run(folded):
+        return PasswordRejection(
+            PasswordRule.REPETITIVE,
+            "password is one character repeated or a run such as 12345 or abcde; choose a "
+            "passphrase",
         )
     if any(part in folded for part in _email_parts(email)):
         return PasswordRejection(
@@ -194,6 +206,37 @@ def _check_guessability(
                 f"password contains the word {word!r}, which is easy to guess here; choose another",
             )
     return None
+
+
+def _built_from_common_password(folded: str) -> bool:
+    """Return whether ``folded`` is a listed password, or one repeated, with only digits and
+    symbols before or after it ("passwordpassword123").
+
+    Few listed passwords reach the minimum length, so the ways people stretch a short one count
+    as the password itself.
+    """
+    blocklist = load_blocklist()
+    if folded in blocklist:
+        return True
+    core = folded.strip(_PADDING)
+    if not core:
+        return False
+    for length in range(1, len(core) // 2 + 1):
+        if len(core) % length == 0 and core[:length] * (len(core) // length) == core:
+            return core[:length] in blocklist
+    return core in blocklist
+
+
+def _is_run(folded: str) -> bool:
+    """Return whether every character of ``folded`` repeats the one before or steps by one
+    ("aaaa", "abcd", "dcba"), digits wrapping from 9 to 0 ("1234567890123")."""
+    steps = set()
+    for before, after in itertools.pairwise(folded):
+        step = ord(after) - ord(before)
+        if before.isdigit() and after.isdigit():
+            step = (step + 5) % 10 - 5
+        steps.add(step)
+    return len(steps) <= 1 and steps <= {-1, 0, 1}
 
 
 def _email_parts(email: str | None) -> list[str]:
