@@ -178,3 +178,34 @@ def test_agent_rate_limit_refuses_third_call(
     assert answers[2].status_code == 429
     assert int(answers[2].headers["Retry-After"]) >= 1
     assert len(provider_server.received) == 2
+
+
+def test_session_stream_cut_off_reports_usage(
+    client: TestClient, developer: FixtureUser, provider_server: ProviderServer
+) -> None:
+    _setup(client, developer, provider_server.base_url)
+    budget = client.post(
+        "/api/budgets",
+        json={
+            "scope": "user",
+            "subject_id": developer.id,
+            "period": "day",
+            "amount_micros": BUDGET_MICROS,
+        },
+    )
+    assert budget.status_code == 201, budget.text
+    chat = client.post("/api/sessions", json={"agent_id": 1}, headers=developer.headers)
+    assert chat.status_code == 201, chat.text
+
+    response = client.post(
+        f"/api/sessions/{chat.json()['id']}/messages",
+        json={"content": "Tell me.", "stream": True},
+        headers=developer.headers,
+    )
+
+    assert response.status_code == 200
+    blocks = [block for block in response.text.split("\n\n") if block.startswith("event: result")]
+    (result,) = [json.loads(block.split("data: ", 1)[1]) for block in blocks]
+    assert result["status"] == "stopped"
+    assert "budget ran out while the answer streamed" in result["error"]
+    assert result["usage"]["output_tokens"] > 0

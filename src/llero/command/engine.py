@@ -556,8 +556,8 @@ class _Hooks(RunHooks):
         try:
             await self._engine.in_transaction(check)
         except Refused as refusal:
-            raise RunStopped(f"{message}: {refusal.message}") from None
-        raise RunStopped(message)
+            raise RunStopped(f"{message}: {refusal.message}", crossed.usage) from None
+        raise RunStopped(message, crossed.usage)
 
     async def _complete(self, brokered: Brokered, request: ChatRequest) -> Completion:
         route, key = brokered.route, brokered.key

@@ -40,9 +40,13 @@ class RunStatus(StrEnum):
 
 class RunStopped(LleroError):
     """A check ended the run: the agent may no longer run, or a budget ran out (between steps
-    or while an answer streamed)."""
+    or while an answer streamed). ``usage`` is what a model call cut off midway used."""
 
     code = "run_stopped"
+
+    def __init__(self, message: str, usage: "Usage | None" = None) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 @dataclass(frozen=True)
@@ -144,12 +148,12 @@ async def run(
         try:
             completion = await hooks.call_model(request)
         except RunStopped as stopped:
+            if stopped.usage is not None:
+                result.steps += 1
+                result.usage = _added(result.usage, stopped.usage)
             return _ended(result, RunStatus.STOPPED, stopped.message)
         result.steps += 1
-        result.usage = Usage(
-            result.usage.input_tokens + completion.usage.input_tokens,
-            result.usage.output_tokens + completion.usage.output_tokens,
-        )
+        result.usage = _added(result.usage, completion.usage)
         answer = Message("assistant", completion.text, completion.tool_calls)
         await hooks.save(answer)
         messages.append(answer)
@@ -168,6 +172,10 @@ async def run(
         if result.pending:
             result.status = RunStatus.AWAITING_TOOL_RESULTS
             return result
+
+
+def _added(total: Usage, usage: Usage) -> Usage:
+    return Usage(total.input_tokens + usage.input_tokens, total.output_tokens + usage.output_tokens)
 
 
 def _ended(result: RunResult, status: RunStatus, error: str) -> RunResult:
