@@ -34,8 +34,9 @@ def developer(make_user: MakeUser) -> FixtureUser:
     return make_user(role=Role.DEVELOPER)
 
 
-def _setup(client: TestClient, developer: FixtureUser, base_url: str) -> str:
-    """Configure the provider and the developer's agent; return an API token of the developer."""
+def _setup(client: TestClient, developer: FixtureUser, base_url: str) -> tuple[str, int]:
+    """Configure the provider and the developer's agent; return an API token of the developer
+    and the agent's id."""
     provider = client.post(
         "/api/providers",
         json={
@@ -58,7 +59,7 @@ def _setup(client: TestClient, developer: FixtureUser, base_url: str) -> str:
         headers=developer.headers,
     )
     assert token.status_code == 201, token.text
-    return str(token.json()["token"])
+    return str(token.json()["token"]), agent.json()["id"]
 
 
 def _events(body: str) -> list[dict[str, Any]]:
@@ -69,7 +70,7 @@ def _events(body: str) -> list[dict[str, Any]]:
 def test_budget_crossed_mid_stream_cuts_answer(
     client: TestClient, developer: FixtureUser, provider_server: ProviderServer
 ) -> None:
-    token = _setup(client, developer, provider_server.base_url)
+    token, _agent_id = _setup(client, developer, provider_server.base_url)
     budget = client.post(
         "/api/budgets",
         json={
@@ -129,7 +130,7 @@ def test_budget_crossed_mid_stream_cuts_answer(
 def test_stream_within_budget_is_whole(
     client: TestClient, developer: FixtureUser, provider_server: ProviderServer
 ) -> None:
-    token = _setup(client, developer, provider_server.base_url)
+    token, _agent_id = _setup(client, developer, provider_server.base_url)
     budget = client.post(
         "/api/budgets",
         json={"scope": "overall", "period": "month", "amount_micros": 10**9},
@@ -166,7 +167,7 @@ def test_agent_rate_limit_refuses_third_call(
         admin = make_user(role=Role.ADMIN, email="limits-admin@example.com")
         developer = make_user(role=Role.DEVELOPER, email="limits-dev@example.com")
         client.headers.update(admin.headers)
-        token = _setup(client, developer, provider_server.base_url)
+        token, _agent_id = _setup(client, developer, provider_server.base_url)
         headers = {"Authorization": f"Bearer {token}"}
 
         answers = [
@@ -183,7 +184,7 @@ def test_agent_rate_limit_refuses_third_call(
 def test_session_stream_cut_off_reports_usage(
     client: TestClient, developer: FixtureUser, provider_server: ProviderServer
 ) -> None:
-    _setup(client, developer, provider_server.base_url)
+    _token, agent_id = _setup(client, developer, provider_server.base_url)
     budget = client.post(
         "/api/budgets",
         json={
@@ -194,7 +195,7 @@ def test_session_stream_cut_off_reports_usage(
         },
     )
     assert budget.status_code == 201, budget.text
-    chat = client.post("/api/sessions", json={"agent_id": 1}, headers=developer.headers)
+    chat = client.post("/api/sessions", json={"agent_id": agent_id}, headers=developer.headers)
     assert chat.status_code == 201, chat.text
 
     response = client.post(
