@@ -62,15 +62,8 @@ def _setup(client: TestClient, developer: FixtureUser, base_url: str) -> tuple[s
     return str(token.json()["token"]), agent.json()["id"]
 
 
-def _events(body: str) -> list[dict[str, Any]]:
-    lines = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
-    return [json.loads(line) for line in lines if line != "[DONE]"]
-
-
-def test_budget_crossed_mid_stream_cuts_answer(
-    client: TestClient, developer: FixtureUser, provider_server: ProviderServer
-) -> None:
-    token, _agent_id = _setup(client, developer, provider_server.base_url)
+def _set_daily_budget(client: TestClient, developer: FixtureUser) -> None:
+    """Give the developer a daily budget of BUDGET_MICROS."""
     budget = client.post(
         "/api/budgets",
         json={
@@ -81,6 +74,18 @@ def test_budget_crossed_mid_stream_cuts_answer(
         },
     )
     assert budget.status_code == 201, budget.text
+
+
+def _events(body: str) -> list[dict[str, Any]]:
+    lines = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
+    return [json.loads(line) for line in lines if line != "[DONE]"]
+
+
+def test_budget_crossed_mid_stream_cuts_answer(
+    client: TestClient, developer: FixtureUser, provider_server: ProviderServer
+) -> None:
+    token, _agent_id = _setup(client, developer, provider_server.base_url)
+    _set_daily_budget(client, developer)
 
     response = client.post(
         "/v1/chat/completions",
@@ -185,16 +190,7 @@ def test_session_stream_cut_off_reports_usage(
     client: TestClient, developer: FixtureUser, provider_server: ProviderServer
 ) -> None:
     _token, agent_id = _setup(client, developer, provider_server.base_url)
-    budget = client.post(
-        "/api/budgets",
-        json={
-            "scope": "user",
-            "subject_id": developer.id,
-            "period": "day",
-            "amount_micros": BUDGET_MICROS,
-        },
-    )
-    assert budget.status_code == 201, budget.text
+    _set_daily_budget(client, developer)
     chat = client.post("/api/sessions", json={"agent_id": agent_id}, headers=developer.headers)
     assert chat.status_code == 201, chat.text
 

@@ -474,13 +474,9 @@ class _Hooks(RunHooks):
         self._first = first
         self._brokered: Brokered | None = None
         self._scope = scope
-        self._user_id = scope.user_id
-        self._chat_id = scope.chat_id
-        self._agent_id = scope.agent_id
         self._client = client
         self._webhook_http = webhook_http
         self._on_text = on_text
-        self._origin = scope.origin
 
     async def before_step(self) -> None:
         if self._first is not None:
@@ -492,7 +488,7 @@ class _Hooks(RunHooks):
 
         def check_and_broker(session: Session) -> Brokered:
             try:
-                agent = service.runnable_agent(session, self._agent_id, utc_now())
+                agent = service.runnable_agent(session, self._scope.agent_id, utc_now())
             except (Refused, NotFound) as error:
                 raise RunStopped(error.message) from None
             route = academy.route(session, agent, academy.egress_policy(session))
@@ -522,9 +518,9 @@ class _Hooks(RunHooks):
         def meter(session: Session) -> None:
             academy.record_usage(
                 session,
-                user_id=self._user_id,
-                agent_id=self._agent_id,
-                chat_id=self._chat_id,
+                user_id=self._scope.user_id,
+                agent_id=self._scope.agent_id,
+                chat_id=self._scope.chat_id,
                 route=route,
                 usage=usage,
             )
@@ -538,8 +534,8 @@ class _Hooks(RunHooks):
         """Record the budget refusal of a cut-off answer and end the run."""
         log.info(
             "stream_stopped_for_budget",
-            agent_id=self._agent_id,
-            chat_id=self._chat_id,
+            agent_id=self._scope.agent_id,
+            chat_id=self._scope.chat_id,
             characters=crossed.characters,
         )
         academy = self._engine.academy
@@ -547,7 +543,9 @@ class _Hooks(RunHooks):
         def check(session: Session) -> None:
             # With the estimated usage recorded, the check finds the budget used up and
             # records the refusal in the audit trail.
-            academy.check_budget(session, user_id=self._user_id, agent_id=self._agent_id)
+            academy.check_budget(
+                session, user_id=self._scope.user_id, agent_id=self._scope.agent_id
+            )
 
         message = (
             f"the budget ran out while the answer streamed; it was cut off after "
@@ -605,18 +603,18 @@ class _Hooks(RunHooks):
         def resolve(session: Session) -> Secret[str]:
             return self._engine.academy.resolve(
                 session,
-                agent_id=self._agent_id,
+                agent_id=self._scope.agent_id,
                 secret_id=secret_id,
                 purpose=f"webhook:{tool.spec.name.lower()}",
                 session_ref=self._scope.session_ref,
-                origin=self._origin,
+                origin=self._scope.origin,
             )
 
         key: Secret[str] = await self._engine.in_transaction(resolve)
         return key
 
     async def save(self, message: Message) -> None:
-        chat_id = self._chat_id
+        chat_id = self._scope.chat_id
         if not self._save or chat_id is None:
             return
         await self._engine.in_transaction(
