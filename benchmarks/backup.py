@@ -1,8 +1,9 @@
 """Measure `llero backup` and `llero restore` on a SQLite database of about 1 GB.
 
-Initialises a data directory on 127.0.0.1's own disk, grows its database with a table of random
-(incompressible) bytes, then times the real commands: a backup to a file, a verification of it,
-and a restore into an empty data directory, which ends by verifying the audit chain.
+Initialises a data directory in a temporary folder and grows its database with a table of
+random (incompressible) bytes. Then it times the real commands: a backup to a file, a
+verification of it, and a restore into an empty data directory, which ends by verifying the
+audit chain.
 """
 
 import argparse

@@ -33,7 +33,7 @@ PRODUCT_NAME = "llero"
 MINIMUM_CONTEXT_WORD_LENGTH = 3
 
 _BLOCKLIST_FILE = "common-passwords.txt"
-# What people put around a common password to make it longer or "stronger".
+# Characters people put around a common password to make it longer or "stronger".
 _PADDING = string.digits + string.punctuation + " "
 
 # Control characters are not printable and may be cut or altered by forms and terminals. Lone

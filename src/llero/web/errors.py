@@ -92,8 +92,8 @@ def _respond(
     }
     response = JSONResponse(body, status_code=status)
     if 400 <= status < 500 and status != 429:
-        # OpenAI's clients retry a 409 on their own unless told not to, and a refusal (a used-up
-        # budget, a quarantined agent) answers the same until something changes.
+        # OpenAI's clients retry a 409 unless the response says not to. A refusal (a used-up
+        # budget, a quarantined agent) returns the same error until something changes.
         response.headers["x-should-retry"] = "false"
     return response
 
