@@ -22,7 +22,10 @@ from pathlib import Path
 import httpx
 
 from llero.academy.allowlist import egress_policy
-from llero.academy.providers import ModelPrice, NewProvider, create_provider
+from llero.academy.budgets import BudgetPeriod, BudgetScope, create_budget
+from llero.academy.providers import ModelPrice, NewProvider, attach_secret, create_provider
+from llero.academy.service import Caller as SecretCaller
+from llero.academy.service import NewSecret, create_secret, grant_secret
 from llero.access.ownership import Caller
 from llero.access.permissions import Permission
 from llero.access.roles import Role
@@ -30,9 +33,13 @@ from llero.audit.context import Origin
 from llero.barracks.service import NewAgent, create_agent
 from llero.command.providers.client import WireProtocol
 from llero.config.settings import Settings
+from llero.crypto import Secret
 from llero.identity import api_tokens, service
 from llero.identity.models import UserStatus
 from llero.storage.base import utc_now
+from llero.vault.kek_sources import load_vault_keyring
+from llero.vault.models import SecretKind
+from llero.vault.service import VaultService
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keyed import keyed_database
@@ -45,16 +52,30 @@ BODY = '{"model": "%s", "messages": [{"role": "user", "content": "Weather in Lis
 
 
 def prepare(data_dir: Path, provider_port: int) -> str:
-    """Store a provider, an agent and a developer with an API token; return the token."""
+    """Store a provider with a key, an agent granted that key, a developer with a monthly budget
+    and an API token; return the token.
+
+    So every call through Llero pays what a real one does: the budget check sums the month's
+    usage, and the key is resolved from the vault with a use record and an audit record.
+    """
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         data_dir=data_dir,
         egress_allowed_endpoints=[f"127.0.0.1:{provider_port}"],
     )
     database = keyed_database(settings)
+    vault = VaultService(database, load_vault_keyring(settings, database))
     with database.transaction() as session:
         origin = Origin.system("benchmark")
-        create_provider(
+        system = SecretCaller.system()
+        key = create_secret(
+            session,
+            vault,
+            system,
+            origin,
+            NewSecret("local-key", SecretKind.PROVIDER_API_KEY, Secret("sk-bench-0123456789")),
+        )
+        provider = create_provider(
             session,
             origin,
             egress_policy(settings, session),
@@ -65,6 +86,7 @@ def prepare(data_dir: Path, provider_port: int) -> str:
                 models=[ModelPrice("bench", 150_000, 600_000)],
             ),
         )
+        attach_secret(session, origin, provider.id, key.id)
         user = service.create_user(
             session,
             origin,
@@ -76,7 +98,21 @@ def prepare(data_dir: Path, provider_port: int) -> str:
         user.status = UserStatus.ACTIVE
         session.flush()
         owner = Caller(user.id, False, origin)
-        create_agent(session, owner, NewAgent(name="bench", provider="local", model="bench"))
+        agent = create_agent(
+            session, owner, NewAgent(name="bench", provider="local", model="bench")
+        )
+        grant_secret(
+            session, system, origin, secret_id=key.id, agent_id=agent.id, purpose="provider:local"
+        )
+        # Large enough that the benchmark never uses it up.
+        create_budget(
+            session,
+            origin,
+            scope=BudgetScope.USER,
+            subject_id=user.id,
+            period=BudgetPeriod.MONTH,
+            amount_micros=10**12,
+        )
         created = api_tokens.create_api_token(
             session,
             origin,

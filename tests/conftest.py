@@ -95,7 +95,9 @@ def database(migrated_database: Database) -> Iterator[Database]:
     migrated_database.sessions.configure(info=info)
     with migrated_database.engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
+            # The generation row is made by its migration; the triggers count the deletes.
+            if table.name != "config_generation":
+                connection.execute(table.delete())
 
 
 @pytest.fixture

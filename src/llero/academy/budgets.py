@@ -11,6 +11,7 @@ call is then refused. ``BudgetStatus.remaining_micros`` lets a caller stop a str
 early when it knows the running cost.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -143,23 +144,45 @@ def period_bounds(period: BudgetPeriod, now: datetime) -> tuple[datetime, dateti
 
 
 def check_budget(
-    session: Session, user_id: int | None, agent_id: int | None, now: datetime
+    session: Session,
+    user_id: int | None,
+    agent_id: int | None,
+    now: datetime,
+    budgets: Sequence[Budget] | None = None,
 ) -> BudgetStatus:
     """Raise BudgetExceeded when a budget of the user, the agent or overall is used up.
 
     Otherwise return what is left of the tightest one. Budgets are checked user first, then
     agent, then overall, each day before month, and the first used-up one is named.
+    ``budgets`` are those of ``applicable_budgets`` when the caller keeps them; they are read
+    when None.
     """
+    if budgets is None:
+        budgets = applicable_budgets(session, user_id, agent_id)
     tightest: tuple[int, int] | None = None
-    for spending in _applicable_spending(session, _applicable(user_id, agent_id), now):
-        remaining = spending.budget.amount_micros - spending.spent_micros
+    for budget in budgets:
+        spending = spending_of(session, budget, now)
+        remaining = budget.amount_micros - spending.spent_micros
         if remaining <= 0:
             raise BudgetExceeded(spending)
         if tightest is None or remaining < tightest[0]:
-            tightest = (remaining, spending.budget.id)
+            tightest = (remaining, budget.id)
     if tightest is None:
         return BudgetStatus(None)
     return BudgetStatus(tightest[0], tightest[1])
+
+
+def applicable_budgets(session: Session, user_id: int | None, agent_id: int | None) -> list[Budget]:
+    """Return the budgets that apply to a call of ``agent_id`` for ``user_id``, in the order
+    they are checked."""
+    budgets = session.scalars(select(Budget).where(_applicable(user_id, agent_id))).all()
+    return sorted(
+        budgets,
+        key=lambda b: (
+            _SCOPE_ORDER.index(BudgetScope(b.scope)),
+            _PERIOD_ORDER.index(BudgetPeriod(b.period)),
+        ),
+    )
 
 
 def record_refusal(
@@ -207,20 +230,6 @@ def _applicable(user_id: int | None, agent_id: int | None) -> ColumnElement[bool
     if agent_id is not None:
         conditions.append(and_(Budget.scope == BudgetScope.AGENT, Budget.subject_id == agent_id))
     return or_(*conditions)
-
-
-def _applicable_spending(
-    session: Session, condition: ColumnElement[bool], now: datetime
-) -> list[Spending]:
-    budgets = session.scalars(select(Budget).where(condition)).all()
-    ordered = sorted(
-        budgets,
-        key=lambda b: (
-            _SCOPE_ORDER.index(BudgetScope(b.scope)),
-            _PERIOD_ORDER.index(BudgetPeriod(b.period)),
-        ),
-    )
-    return [spending_of(session, budget, now) for budget in ordered]
 
 
 def spending_of(session: Session, budget: Budget, now: datetime) -> Spending:

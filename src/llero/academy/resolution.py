@@ -8,10 +8,12 @@ A success writes a use record and a ``secret:used`` audit record in the caller's
 """
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from llero.academy.models import SESSION_REF_MAX, SecretGrant, SecretUse
@@ -24,10 +26,18 @@ from llero.crypto import Secret
 from llero.errors import InvalidInput, Refused, Violation
 from llero.logs import get_logger
 from llero.storage.base import utc_now
+from llero.storage.generation import GenerationCache
+from llero.storage.prepared import PreparedStatement
 from llero.vault.models import SecretKind, SecretVersion, StoredSecret
 from llero.vault.service import VaultService
 
 log = get_logger("llero.academy")
+
+# Run on every provider call with a key, so it skips the ORM's unit of work.
+_INSERT_USE = PreparedStatement(
+    cast(Table, SecretUse.__table__).insert(),
+    ["secret_id", "agent_id", "version", "purpose", "session_ref", "used_at"],
+)
 
 SESSION_REF_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
 
@@ -62,17 +72,28 @@ def resolve_for_agent(
     session_ref: str,
     origin: Origin | None = None,
     now: datetime | None = None,
+    cache: GenerationCache | None = None,
 ) -> Secret[str]:
     """Return the current value of a secret for ``agent_id`` to use for ``purpose``.
 
     Raises ResolutionDenied when a check fails, InvalidInput for a malformed purpose or
     session reference, and the vault's errors (VaultSealed, CiphertextInvalid). The caller
     commits the session to keep the use record; rolling back discards it with the audit record.
+    With ``cache``, the checks that depend only on the configuration are kept until it changes;
+    the expiry times are checked on every call.
     """
     moment = now or utc_now()
     _check_session_ref(session_ref)
     try:
-        version = _checked_version(session, agent_id, secret_id, purpose, moment)
+        if cache is None:
+            checked = _checked_grant(session, agent_id, secret_id, purpose)
+        else:
+            checked = cache.get(
+                session,
+                ("secret_grant", agent_id, secret_id, purpose),
+                lambda: _checked_grant(session, agent_id, secret_id, purpose),
+            )
+        version = checked.version_at(moment)
     except ResolutionDenied as denial:
         log.warning(
             "secret_resolution_denied",
@@ -84,18 +105,20 @@ def resolve_for_agent(
         raise
 
     acting = origin or Origin(Actor.agent(agent_id))
-    value = vault.read_plaintext(secret_id, version, origin=acting, session=session)
-    session.add(
-        SecretUse(
-            secret_id=secret_id,
-            agent_id=agent_id,
-            version=version,
-            purpose=purpose,
-            session_ref=session_ref,
-            used_at=moment,
-        )
+    value = vault.read_plaintext(
+        secret_id, version, origin=acting, session=session, cache=cache
     )
-    session.flush()
+    _INSERT_USE.execute(
+        session.connection(),
+        {
+            "secret_id": secret_id,
+            "agent_id": agent_id,
+            "version": version,
+            "purpose": purpose,
+            "session_ref": session_ref,
+            "used_at": moment,
+        },
+    )
     detail = {"agent_id": agent_id, "purpose": purpose, "session_ref": session_ref}
     record_as(
         session,
@@ -107,10 +130,27 @@ def resolve_for_agent(
     return value
 
 
-def _checked_version(
-    session: Session, agent_id: int, secret_id: int, purpose: str, moment: datetime
-) -> int:
-    """Run every check; return the current version number of the secret."""
+@dataclass(frozen=True)
+class _CheckedGrant:
+    """A grant that passed every check but the two expiry times, which depend on the time."""
+
+    agent_id: int
+    secret_id: int
+    version: int
+    agent_expires_at: datetime | None
+    version_expires_at: datetime | None
+
+    def version_at(self, moment: datetime) -> int:
+        """Return the version to use at ``moment``; raise ResolutionDenied when one expired."""
+        if self.agent_expires_at is not None and self.agent_expires_at <= moment:
+            raise ResolutionDenied(DenialReason.AGENT_EXPIRED, self.agent_id, self.secret_id)
+        if self.version_expires_at is not None and self.version_expires_at <= moment:
+            raise ResolutionDenied(DenialReason.SECRET_EXPIRED, self.agent_id, self.secret_id)
+        return self.version
+
+
+def _checked_grant(session: Session, agent_id: int, secret_id: int, purpose: str) -> _CheckedGrant:
+    """Run every check that does not depend on the time."""
 
     def deny(reason: DenialReason) -> ResolutionDenied:
         return ResolutionDenied(reason, agent_id, secret_id)
@@ -122,8 +162,6 @@ def _checked_version(
         raise deny(DenialReason.AGENT_QUARANTINED)
     if agent.status != AgentStatus.ACTIVE:
         raise deny(DenialReason.AGENT_NOT_ACTIVE)
-    if agent.expires_at is not None and agent.expires_at <= moment:
-        raise deny(DenialReason.AGENT_EXPIRED)
 
     granted = session.scalar(
         select(SecretGrant.id).where(
@@ -146,9 +184,7 @@ def _checked_version(
             SecretVersion.version == secret.current_version,
         )
     )
-    if expires_at is not None and expires_at <= moment:
-        raise deny(DenialReason.SECRET_EXPIRED)
-    return secret.current_version
+    return _CheckedGrant(agent_id, secret_id, secret.current_version, agent.expires_at, expires_at)
 
 
 def _check_session_ref(session_ref: str) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Table,
     func,
     select,
 )
@@ -35,6 +36,7 @@ from llero.command.providers.base import Usage
 from llero.errors import InvalidInput, Violation
 from llero.identity.models import User
 from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
+from llero.storage.prepared import PreparedStatement
 
 # More tokens than any context window holds: a count above it is a provider's error.
 TOKENS_MAX = 10**9
@@ -72,6 +74,24 @@ class UsageRecord(Base):
     input_tokens: Mapped[int] = classified(DataClass.INTERNAL, BigInteger)
     output_tokens: Mapped[int] = classified(DataClass.INTERNAL, BigInteger)
     cost_micros: Mapped[int] = classified(DataClass.INTERNAL, BigInteger)
+
+
+# Run after every provider call, so it skips the ORM's unit of work.
+_INSERT = PreparedStatement(
+    cast(Table, UsageRecord.__table__).insert().returning(UsageRecord.id),
+    [
+        "occurred_at",
+        "day",
+        "user_id",
+        "agent_id",
+        "session_id",
+        "provider",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cost_micros",
+    ],
+)
 
 
 def decimal_usd(micros: int) -> str:
@@ -113,21 +133,21 @@ def record_usage(
     moment = now or utc_now()
     if moment.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    record = UsageRecord(
-        occurred_at=moment,
-        day=moment.astimezone(UTC).date(),
-        user_id=user_id,
-        agent_id=agent_id,
-        session_id=session_id,
-        provider=provider,
-        model=price.name,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cost_micros=price.cost_micros(usage.input_tokens, usage.output_tokens),
-    )
-    session.add(record)
-    session.flush()
-    return record
+    values = {
+        "occurred_at": moment,
+        "day": moment.astimezone(UTC).date(),
+        "user_id": user_id,
+        "agent_id": agent_id,
+        "session_id": session_id,
+        "provider": provider,
+        "model": price.name,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_micros": price.cost_micros(usage.input_tokens, usage.output_tokens),
+    }
+    ((record_id,),) = _INSERT.execute(session.connection(), values)
+    # Not added to the session: the row is written, and the object only reports it.
+    return UsageRecord(id=record_id, **values)
 
 
 # Reports.

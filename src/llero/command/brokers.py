@@ -3,7 +3,12 @@
 from sqlalchemy.orm import Session
 
 from llero.academy.allowlist import egress_policy
-from llero.academy.budgets import BudgetExceeded, check_budget, record_refusal
+from llero.academy.budgets import (
+    BudgetExceeded,
+    applicable_budgets,
+    check_budget,
+    record_refusal,
+)
 from llero.academy.providers import ModelPrice, endpoint_of, get_provider_by_name, model_price
 from llero.academy.resolution import resolve_for_agent
 from llero.academy.usage import record_usage
@@ -17,6 +22,7 @@ from llero.egress import EgressPolicy
 from llero.logs import get_logger
 from llero.storage.base import utc_now
 from llero.storage.db import Database
+from llero.storage.generation import GenerationCache
 from llero.vault.service import VaultService
 
 log = get_logger("llero.academy")
@@ -25,10 +31,18 @@ log = get_logger("llero.academy")
 class LiveAcademy:
     """Routes model calls by the agent's provider configuration, under the egress policy."""
 
-    def __init__(self, settings: Settings, database: Database, vault: VaultService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        vault: VaultService,
+        cache: GenerationCache | None = None,
+    ) -> None:
         self._settings = settings
         self._database = database
         self._vault = vault
+        # Budgets and checked grants, kept until the configuration changes.
+        self._cache = cache or GenerationCache()
         # The price of each provider's model when its last call was routed. A call is charged
         # at that price, even when an admin changes or removes the model while the call runs.
         self._prices: dict[tuple[str, str], ModelPrice] = {}
@@ -59,6 +73,7 @@ class LiveAcademy:
             purpose=purpose,
             session_ref=session_ref,
             origin=origin,
+            cache=self._cache,
         )
 
     def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> int | None:
@@ -69,8 +84,13 @@ class LiveAcademy:
         transaction of its own. The caller has only read so far, so on SQLite (WAL) this second
         writer does not wait for the first.
         """
+        budgets = self._cache.get(
+            session,
+            ("budgets", user_id, agent_id),
+            lambda: tuple(applicable_budgets(session, user_id, agent_id)),
+        )
         try:
-            status = check_budget(session, user_id, agent_id, utc_now())
+            status = check_budget(session, user_id, agent_id, utc_now(), budgets)
         except BudgetExceeded as refusal:
             with self._database.transaction() as own:
                 origin = Origin(Actor.user(user_id))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NoReturn, Protocol
 
 import httpx
@@ -54,6 +55,7 @@ from llero.forge.service import spec_of
 from llero.logs import get_logger
 from llero.storage.base import utc_now
 from llero.storage.db import Database
+from llero.storage.generation import GenerationCache
 from llero.storage.threads import run_database_work
 from llero.vault.keyring import Keyring
 
@@ -134,7 +136,9 @@ class Engine:
         keyring: Keyring,
         academy: Academy,
         settings: EngineSettings | None = None,
+        *,
         agent_limiter: Callable[[int], None] | None = None,
+        cache: GenerationCache | None = None,
     ) -> None:
         self.database = database
         self.keyring = keyring
@@ -142,6 +146,8 @@ class Engine:
         self.settings = settings or EngineSettings()
         # Counts each model call of an agent and raises RateLimited past the agent limit.
         self.agent_limiter = agent_limiter
+        # Plans of stateless runs, rebuilt whenever the configuration changes.
+        self._plans = cache or GenerationCache()
         self._http_clients: dict[
             tuple[int, EgressPolicy], tuple[httpx.AsyncClient, httpx.AsyncClient]
         ] = {}
@@ -232,22 +238,17 @@ class Engine:
         user_id = _user_of(caller)
 
         def prepare(session: Session) -> PreparedRun:
-            stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))
-            if stored is None:
-                raise NotFound(f"no agent named {agent_name!r}")
-            try:
-                get_agent(session, caller, stored.id)
-            except NotFound:
-                # The same answer as for a missing name, so names of private agents stay unknown.
-                raise NotFound(f"no agent named {agent_name!r}") from None
-            stored = service.runnable_agent(session, stored.id, utc_now())
-            scope = _RunScope(user_id, None, stored.id)
-            policy = self.academy.egress_policy(session)
-            route = self.academy.route(session, stored, policy)
+            plan = self._plans.get(
+                session,
+                ("stateless", agent_name, user_id, caller.sees_all),
+                lambda: self._stateless_plan(session, caller, agent_name),
+            )
+            plan.check_runnable(utc_now())
+            scope = _RunScope(user_id, None, plan.agent_id)
             # The first step's budget check and key are settled in this transaction too, so a
             # one-step answer costs one database round trip before the provider call.
-            brokered = _broker(self, session, scope, route)
-            return PreparedRun(self._agent(session, stored, route), scope, policy, brokered)
+            brokered = _broker(self, session, scope, plan.route)
+            return PreparedRun(plan.agent, scope, plan.policy, brokered)
 
         prepared: PreparedRun = await self.in_transaction(prepare)
         return prepared
@@ -310,6 +311,21 @@ class Engine:
             for client in self._http_clients.pop(key):
                 await client.aclose()
 
+    def _stateless_plan(self, session: Session, caller: Caller, agent_name: str) -> "_Plan":
+        stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))
+        if stored is None:
+            raise NotFound(f"no agent named {agent_name!r}")
+        try:
+            get_agent(session, caller, stored.id)
+        except NotFound:
+            # The same answer as for a missing name, so names of private agents stay unknown.
+            raise NotFound(f"no agent named {agent_name!r}") from None
+        stored = service.runnable_agent(session, stored.id, utc_now())
+        policy = self.academy.egress_policy(session)
+        route = self.academy.route(session, stored, policy)
+        agent = self._agent(session, stored, route)
+        return _Plan(agent, stored.id, stored.name, stored.expires_at, policy, route)
+
     def _prepare(
         self, session: Session, caller: Caller, chat_id: int
     ) -> tuple[Agent, list[Message], int, EgressPolicy]:
@@ -361,6 +377,24 @@ def _model_tool(exported: Mapping[str, Any]) -> ModelTool:
     function = exported.get("function", exported)
     parameters = function.get("parameters") or function.get("input_schema") or {}
     return ModelTool(function["name"], function.get("description", ""), parameters)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a stateless run of one agent for one caller needs, read at one generation of the
+    configuration. Only the agent's expiry depends on the time, so it is checked on each use."""
+
+    agent: Agent
+    agent_id: int
+    agent_name: str
+    expires_at: datetime | None
+    policy: EgressPolicy
+    route: ProviderRoute
+
+    def check_runnable(self, now: datetime) -> None:
+        if self.expires_at is not None and self.expires_at <= now:
+            # The message of service.runnable_agent.
+            raise Refused(f"agent {self.agent_name!r} expired and cannot run")
 
 
 @dataclass(frozen=True)

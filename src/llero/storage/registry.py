@@ -11,6 +11,7 @@ from llero.command import models as command_models
 from llero.forge import models as forge_models
 from llero.identity import models as identity_models
 from llero.incident import models as incident_models
+from llero.storage import generation as generation_models
 from llero.storage.base import Base
 from llero.vault import models as vault_models
 
@@ -27,6 +28,7 @@ MODEL_MODULES = (
     allowlist_models,
     academy_models,
     incident_models,
+    generation_models,
 )
 
 metadata = Base.metadata

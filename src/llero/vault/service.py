@@ -17,6 +17,7 @@ flushes without committing, so a route can commit the change together with its a
 without one, the method runs in a transaction of its own.
 """
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
 from llero.logs import get_logger
 from llero.storage.base import utc_now
 from llero.storage.db import Database
+from llero.storage.generation import GenerationCache
 from llero.vault.errors import BackendFailure, BackendUnavailable, CiphertextInvalid
 from llero.vault.keyring import Keyring
 from llero.vault.models import (
@@ -113,6 +115,7 @@ class VaultService:
         self._keyring = keyring
         self._builtin = BuiltinValueStore(keyring)
         self._store: ValueStore = store or self._builtin
+        self._recorded_uses: dict[int, datetime] = {}
 
     @property
     def backend(self) -> Backend:
@@ -250,9 +253,12 @@ class VaultService:
         *,
         origin: Origin | None = None,
         session: Session | None = None,
+        cache: GenerationCache | None = None,
     ) -> Secret[str]:
         """Decrypt or fetch a version (the current one by default) and record when it was last
-        used.
+        used. With ``cache``, the stored envelopes are kept until the configuration changes;
+        recording the
+        time of last use, at most once per LAST_USED_PRECISION, changes it.
 
         Raises NotFound for an unknown secret or version, Refused for a destroyed or expired
         version, CiphertextInvalid when the stored envelope does not open, VaultSealed, and
@@ -261,10 +267,17 @@ class VaultService:
         stored: _StoredValue | None = None
         try:
             with self._transaction(session) as active:
-                stored = _stored_value(active, secret_id, version)
+                if cache is None:
+                    stored = _stored_value(active, secret_id, version)
+                else:
+                    stored = cache.get(
+                        active,
+                        ("secret_value", secret_id, version),
+                        functools.partial(_stored_value, active, secret_id, version),
+                    )
                 _check_usable(stored)
                 plaintext = self._open(stored)
-                _record_use(active, stored)
+                _record_use(active, stored, self._recorded_uses)
         except BackendUnavailable as error:
             number = stored.version if stored is not None else version
             self._record_failure(origin, error, secret_id=secret_id, version=number)
@@ -540,12 +553,26 @@ def _stored_value(session: Session, secret_id: int, version: int | None) -> _Sto
     return _StoredValue(**row._asdict())
 
 
-def _record_use(session: Session, stored: _StoredValue) -> None:
+_RECORDED_USES_MAX = 10_000
+
+
+def _record_use(session: Session, stored: _StoredValue, recorded: dict[int, datetime]) -> None:
+    """Set the version's last_used_at, at most once per LAST_USED_PRECISION.
+
+    ``recorded`` holds when this service last set it, by version id: a cached ``stored`` keeps
+    the last_used_at it was read with.
+    """
     moment = utc_now()
-    if stored.last_used_at is None or moment - stored.last_used_at >= LAST_USED_PRECISION:
+    last = max(
+        (when for when in (stored.last_used_at, recorded.get(stored.id)) if when), default=None
+    )
+    if last is None or moment - last >= LAST_USED_PRECISION:
         session.execute(
             update(SecretVersion).where(SecretVersion.id == stored.id).values(last_used_at=moment)
         )
+        if len(recorded) >= _RECORDED_USES_MAX:
+            recorded.clear()
+        recorded[stored.id] = moment
 
 
 def _check_usable(row: _StoredValue) -> None:
