@@ -6,9 +6,14 @@ user make the server reach its own admin ports, the cloud metadata service or th
 
 - When a URL is saved, ``check_url`` accepts only https to a host on the allowlist, or plain
   http to a host and port that an admin allowed exactly (a local Ollama, say).
-- When a connection opens, ``GuardedBackend`` resolves the host once, checks every address with
+- When a connection opens, ``GuardedBackend`` (httpx, for webhooks) or ``GuardedResolver``
+  (aiohttp, for provider calls) resolves the host once, checks every address with
   ``check_address`` and connects to the address it checked, so a DNS answer that changes
   between the check and the call (DNS rebinding) cannot reach a private address.
+
+Provider calls go through aiohttp because they are Llero's hot path: on two cores one call cost
+0.50 ms of CPU through httpx and 0.13 ms through aiohttp (the same local server, one
+measurement).
 
 Redirects are never followed: a redirect could name any host, so it is reported as an error.
 """
@@ -17,12 +22,15 @@ import ipaddress
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 from httpcore import AsyncNetworkBackend, AsyncNetworkStream
 
 from llero.errors import InvalidInput
@@ -274,14 +282,9 @@ class GuardedBackend(AsyncNetworkBackend):
     ) -> AsyncNetworkStream:
         literal = _literal_address(host)
         addresses = [literal] if literal is not None else await self._resolver(host, port)
-        if not addresses:
-            raise EgressRefused(f"{host} did not resolve to any address")
-        # Every address must pass: a resolver answer mixing public and private addresses is a
-        # known way to slip a private one past a check of the first.
-        for address in addresses:
-            check_address(address, host, port, self._policy)
+        address = _checked_addresses(addresses, host, port, self._policy)
         return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
+            str(address), port, timeout, local_address, socket_options
         )
 
     async def connect_unix_socket(
@@ -326,3 +329,91 @@ def guarded_client(
         follow_redirects=False,
         trust_env=False,
     )
+
+
+def _checked_addresses(
+    addresses: Sequence[IPAddress], host: str, port: int, policy: EgressPolicy
+) -> IPAddress:
+    """Check every address of ``host``; return the one to connect to."""
+    if not addresses:
+        raise EgressRefused(f"{host} did not resolve to any address")
+    # Every address must pass: a resolver answer mixing public and private addresses is a known
+    # way to slip a private one past a check of the first.
+    for address in addresses:
+        check_address(address, host, port, policy)
+    return addresses[0]
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that checks every address of a host and returns the first.
+
+    aiohttp starts TLS with the URL's host name (``hostname`` below), so certificates are still
+    checked against the name, not the address. It does not ask a resolver about IP literals;
+    ``GuardedSession`` checks those itself.
+    """
+
+    def __init__(self, policy: EgressPolicy, resolver: Resolver = system_resolver) -> None:
+        self._policy = policy
+        self._resolver = resolver
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        address = _checked_addresses(await self._resolver(host, port), host, port, self._policy)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+class GuardedSession:
+    """An aiohttp session for outbound POSTs: egress-checked, no redirects, no proxies."""
+
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        *,
+        timeout: httpx.Timeout,
+        resolver: Resolver = system_resolver,
+        max_connections: int = 100,
+    ) -> None:
+        self._policy = policy
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(policy, resolver),
+            # Each new connection resolves and checks its host again.
+            use_dns_cache=False,
+            limit=max_connections,
+            keepalive_timeout=30.0,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=timeout.connect, sock_read=timeout.read
+            ),
+            trust_env=False,
+        )
+
+    def post(
+        self, url: str, *, json: Any, headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """Return the context manager of a POST to ``url``; raise EgressRefused first when the
+        URL names an IP literal that the policy does not allow."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        literal = _literal_address(host)
+        if literal is not None:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            check_address(literal, host, port, self._policy)
+        return self._session.post(url, json=json, headers=headers, allow_redirects=False)
+
+    async def aclose(self) -> None:
+        await self._session.close()

@@ -15,6 +15,7 @@ from llero.egress import (
     EgressRefused,
     Endpoint,
     GuardedBackend,
+    GuardedSession,
     IPAddress,
     check_address,
     check_url,
@@ -122,6 +123,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.do_GET()
+
     def log_message(self, format: str, *args: object) -> None:
         return
 
@@ -171,6 +176,54 @@ async def test_guarded_client_does_not_follow_redirect(local_server: int) -> Non
         response = await client.get(f"http://127.0.0.1:{local_server}/redirect")
     assert response.status_code == 302
     assert response.next_request is not None
+
+
+async def _post(session: GuardedSession, url: str) -> tuple[int, bytes]:
+    try:
+        async with session.post(url, json={"q": 1}, headers={}) as response:
+            return response.status, await response.read()
+    finally:
+        await session.aclose()
+
+
+async def test_guarded_session_reaches_allowed_endpoint(local_server: int) -> None:
+    policy = EgressPolicy.of([], [f"127.0.0.1:{local_server}"])
+    session = GuardedSession(policy, timeout=TIMEOUT, resolver=_no_dns)
+    assert await _post(session, f"http://127.0.0.1:{local_server}/") == (200, b'{"ok": true}')
+
+
+async def test_guarded_session_connects_to_the_checked_address(local_server: int) -> None:
+    async def local(host: str, port: int) -> Sequence[IPAddress]:
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    policy = EgressPolicy.of([], [f"ollama.internal:{local_server}"])
+    session = GuardedSession(policy, timeout=TIMEOUT, resolver=local)
+    status, _body = await _post(session, f"http://ollama.internal:{local_server}/")
+    assert status == 200
+
+
+async def test_guarded_session_refuses_unlisted_port(local_server: int) -> None:
+    policy = EgressPolicy.of([], [f"127.0.0.1:{local_server + 1}"])
+    session = GuardedSession(policy, timeout=TIMEOUT, resolver=_no_dns)
+    with pytest.raises(EgressRefused, match="no admin allowed"):
+        await _post(session, f"http://127.0.0.1:{local_server}/")
+
+
+async def test_guarded_session_refuses_name_resolving_to_loopback(local_server: int) -> None:
+    async def rebinding(host: str, port: int) -> Sequence[IPAddress]:
+        return [ipaddress.ip_address("8.8.8.8"), ipaddress.ip_address("127.0.0.1")]
+
+    policy = EgressPolicy.of(["api.openai.com"], [])
+    session = GuardedSession(policy, timeout=TIMEOUT, resolver=rebinding)
+    with pytest.raises(EgressRefused, match=r"resolves to 127\.0\.0\.1"):
+        await _post(session, f"http://api.openai.com:{local_server}/")
+
+
+async def test_guarded_session_does_not_follow_redirect(local_server: int) -> None:
+    policy = EgressPolicy.of([], [f"127.0.0.1:{local_server}"])
+    session = GuardedSession(policy, timeout=TIMEOUT, resolver=_no_dns)
+    status, _body = await _post(session, f"http://127.0.0.1:{local_server}/redirect")
+    assert status == 302
 
 
 async def test_guarded_backend_refuses_unix_socket(tmp_path: Path) -> None:

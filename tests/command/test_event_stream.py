@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from llero.command.providers.base import ProviderFailure
@@ -18,20 +17,14 @@ pytestmark = pytest.mark.anyio
 ENDPOINT = Endpoint("local", WireProtocol.OPENAI, "http://127.0.0.1:9/v1")
 
 
-class Reads(httpx.AsyncByteStream):
-    """A response body that arrives in exactly the given reads."""
-
-    def __init__(self, reads: list[bytes]) -> None:
-        self.reads = reads
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for read in self.reads:
-            yield read
+async def _arriving(reads: list[bytes]) -> AsyncIterator[bytes]:
+    """Yield a response body in exactly the given reads."""
+    for read in reads:
+        yield read
 
 
 async def _batches(reads: list[bytes]) -> list[list[tuple[str, str]]]:
-    response = httpx.Response(200, stream=Reads(reads))
-    return [batch async for batch in _server_sent_events(ENDPOINT, response)]
+    return [batch async for batch in _server_sent_events(ENDPOINT, _arriving(reads))]
 
 
 async def test_events_of_one_read_come_together() -> None:

@@ -18,7 +18,7 @@ from llero.command.providers.base import (
 )
 from llero.command.providers.client import Endpoint, ProviderClient, RetryPolicy, WireProtocol
 from llero.crypto import Secret
-from llero.egress import EgressPolicy, EgressRefused, guarded_client
+from llero.egress import EgressPolicy, EgressRefused, GuardedSession
 from tests.command.provider_server import PlannedCall, ProviderServer
 
 pytestmark = pytest.mark.anyio
@@ -34,9 +34,7 @@ PROTOCOLS = [WireProtocol.OPENAI, WireProtocol.ANTHROPIC]
 
 # NOTE: after a retried request, closing the pool leaves a kept-alive socket to be closed by the
 # garbage collector (seen with httpx 0.29 and httpcore 1.0.9 under the anyio test runner only).
-RETRY_SOCKET_WARNING = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning"
-)
+RETRY_SOCKET_WARNING = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 async def _no_sleep(_seconds: float) -> None:
@@ -50,7 +48,7 @@ def _endpoint(server: ProviderServer, protocol: WireProtocol) -> Endpoint:
 
 def _client(server: ProviderServer, timeout: float = 5.0) -> ProviderClient:
     policy = EgressPolicy.of([], [f"127.0.0.1:{server.port}"])
-    http = guarded_client(policy, timeout=httpx.Timeout(timeout))
+    http = GuardedSession(policy, timeout=httpx.Timeout(timeout))
     return ProviderClient(http, RetryPolicy(attempts=3, base_delay=0.01))
 
 
@@ -123,18 +121,17 @@ async def test_key_goes_in_protocol_header(
     assert KEY.reveal() not in json.dumps(provider_server.received[-1]["body"])
 
 
-@RETRY_SOCKET_WARNING
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_rate_limit_is_retried(
     provider_server: ProviderServer, protocol: WireProtocol
 ) -> None:
     endpoint = _endpoint(provider_server, protocol)
-    completion = await _client(provider_server).complete(endpoint, _request("rate-limit-once"), KEY)
+    async with _client(provider_server) as client:
+        completion = await client.complete(endpoint, _request("rate-limit-once"), KEY)
     assert completion.text == f"You said: {QUESTION}"
     assert len(provider_server.received) == 2
 
 
-@RETRY_SOCKET_WARNING
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize(
     ("model", "kind", "attempts"),
@@ -184,7 +181,7 @@ async def test_truncated_stream_is_malformed(
 async def test_unlisted_provider_port_is_refused(provider_server: ProviderServer) -> None:
     policy = EgressPolicy.of([], [f"127.0.0.1:{provider_server.port + 1}"])
     endpoint = _endpoint(provider_server, WireProtocol.OPENAI)
-    async with ProviderClient(guarded_client(policy, timeout=httpx.Timeout(5.0))) as client:
+    async with ProviderClient(GuardedSession(policy, timeout=httpx.Timeout(5.0))) as client:
         with pytest.raises(EgressRefused):
             await client.complete(endpoint, _request(), KEY)
     assert provider_server.received == []

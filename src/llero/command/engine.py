@@ -48,7 +48,7 @@ from llero.command.run import (
 )
 from llero.command.webhooks import call_webhook
 from llero.crypto import Secret
-from llero.egress import EgressPolicy, guarded_client
+from llero.egress import EgressPolicy, GuardedSession, guarded_client
 from llero.errors import LleroError, NotFound, RateLimited, Refused
 from llero.forge.formats import export_tool
 from llero.forge.service import spec_of
@@ -149,7 +149,7 @@ class Engine:
         # Plans of stateless runs, rebuilt whenever the configuration changes.
         self._plans = cache or GenerationCache()
         self._http_clients: dict[
-            tuple[int, EgressPolicy], tuple[httpx.AsyncClient, httpx.AsyncClient]
+            tuple[int, EgressPolicy], tuple[GuardedSession, httpx.AsyncClient]
         ] = {}
 
     async def send(
@@ -291,14 +291,14 @@ class Engine:
             if waited is not None:
                 waited.append(hooks.waited)
 
-    def _clients(self, policy: EgressPolicy) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+    def _clients(self, policy: EgressPolicy) -> tuple[GuardedSession, httpx.AsyncClient]:
         # Connections to a provider are kept alive between runs; clients belong to one event
         # loop, so they are kept per loop and per egress policy.
         key = (id(asyncio.get_running_loop()), policy)
         clients = self._http_clients.get(key)
         if clients is None:
             clients = (
-                guarded_client(policy, timeout=self.settings.provider_timeout),
+                GuardedSession(policy, timeout=self.settings.provider_timeout),
                 guarded_client(policy, timeout=self.settings.webhook_timeout),
             )
             self._http_clients[key] = clients
@@ -308,8 +308,9 @@ class Engine:
         """Close the kept HTTP clients of the running event loop."""
         loop_id = id(asyncio.get_running_loop())
         for key in [key for key in self._http_clients if key[0] == loop_id]:
-            for client in self._http_clients.pop(key):
-                await client.aclose()
+            provider_http, webhook_http = self._http_clients.pop(key)
+            await provider_http.aclose()
+            await webhook_http.aclose()
 
     def _stateless_plan(self, session: Session, caller: Caller, agent_name: str) -> "_Plan":
         stored = session.scalar(select(StoredAgent).where(StoredAgent.name == agent_name))

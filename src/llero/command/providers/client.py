@@ -1,21 +1,21 @@
 """Call a provider: one HTTP exchange per turn, retries with backoff, streaming, size limits.
 
-The HTTP client is an egress-guarded one (``llero.egress.guarded_client``), so a provider URL
-is checked again on the address it resolves to at every call.
+The HTTP session is an egress-guarded one (``llero.egress.GuardedSession``), so a provider URL
+is checked again on the address it resolves to whenever a connection opens.
 """
 
 import codecs
 import json
 import random
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from types import ModuleType
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 
 from llero.command.providers import anthropic, openai
 from llero.command.providers.base import (
@@ -28,6 +28,7 @@ from llero.command.providers.base import (
     malformed,
 )
 from llero.crypto import Secret
+from llero.egress import GuardedSession
 
 # A chat response is a few kilobytes; a provider (or something posing as one) sending more than
 # this is cut off rather than read into memory.
@@ -83,10 +84,10 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class ProviderClient:
-    """Send chat requests to providers over one shared, egress-guarded HTTP client."""
+    """Send chat requests to providers over one shared, egress-guarded HTTP session."""
 
     def __init__(
-        self, http: httpx.AsyncClient, retry: RetryPolicy | None = None, sleep: Sleep = anyio.sleep
+        self, http: GuardedSession, retry: RetryPolicy | None = None, sleep: Sleep = anyio.sleep
     ) -> None:
         self._http = http
         self._retry = retry or RetryPolicy()
@@ -99,7 +100,7 @@ class ProviderClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client and its connections."""
+        """Close the HTTP session and its connections."""
         await self._http.aclose()
 
     async def complete(
@@ -151,14 +152,14 @@ class ProviderClient:
         key: Secret[str] | None,
     ) -> Any:
         try:
-            async with self._http.stream(
-                "POST", endpoint.url(), json=payload, headers=adapter.headers(key)
+            async with self._http.post(
+                endpoint.url(), json=payload, headers=adapter.headers(key)
             ) as response:
                 await _check_status(endpoint, response)
                 raw = await _read_capped(endpoint, response)
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise _timed_out(endpoint) from None
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             raise _unreachable(endpoint, error) from None
         try:
             return json.loads(raw)
@@ -174,11 +175,11 @@ class ProviderClient:
     ) -> AsyncIterator[StreamEvent]:
         parser = adapter.StreamParser()
         try:
-            async with self._http.stream(
-                "POST", endpoint.url(), json=payload, headers=adapter.headers(key)
+            async with self._http.post(
+                endpoint.url(), json=payload, headers=adapter.headers(key)
             ) as response:
                 await _check_status(endpoint, response)
-                async for batch in _server_sent_events(endpoint, response):
+                async for batch in _server_sent_events(endpoint, response.content.iter_any()):
                     # The text of the events that arrived together is relayed as one piece, so
                     # a fast stream costs one relay step per read, not one per token.
                     text: list[str] = []
@@ -197,15 +198,15 @@ class ProviderClient:
                         yield TextDelta("".join(text))
                     if parser.done:
                         break
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise _timed_out(endpoint) from None
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             raise _unreachable(endpoint, error) from None
         yield parser.finish()
 
 
-async def _check_status(endpoint: Endpoint, response: httpx.Response) -> None:
-    status = response.status_code
+async def _check_status(endpoint: Endpoint, response: aiohttp.ClientResponse) -> None:
+    status = response.status
     if status < 300:
         return
     # Reading a small error body lets the connection be reused; its text is never shown.
@@ -241,7 +242,7 @@ async def _check_status(endpoint: Endpoint, response: httpx.Response) -> None:
     )
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     value = response.headers.get("retry-after", "")
     try:
         seconds = float(value)
@@ -251,11 +252,12 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 async def _read_capped(
-    endpoint: Endpoint, response: httpx.Response, limit: int = MAX_RESPONSE_BYTES
+    endpoint: Endpoint, response: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTES
 ) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    # iter_any yields what has arrived, decompressed, so the limit holds for a compressed body.
+    async for chunk in response.content.iter_any():
         size += len(chunk)
         if size > limit:
             raise malformed(endpoint.name, f"the response is larger than {limit} bytes")
@@ -264,9 +266,10 @@ async def _read_capped(
 
 
 async def _server_sent_events(
-    endpoint: Endpoint, response: httpx.Response
+    endpoint: Endpoint, reads: AsyncIterable[bytes]
 ) -> AsyncIterator[list[tuple[str, str]]]:
-    """Yield the (event name, data) pairs of the server-sent events that each read completes.
+    """Yield the (event name, data) pairs of the server-sent events that each of ``reads``
+    completes.
 
     Lines end with CRLF, LF or CR, as the event-stream format allows; a line longer than
     MAX_STREAM_LINE_BYTES characters is rejected before it is complete.
@@ -275,7 +278,7 @@ async def _server_sent_events(
     partial = ""
     event_name = ""
     data: list[str] = []
-    async for chunk in response.aiter_bytes():
+    async for chunk in reads:
         text = partial + decoder.decode(chunk)
         # A CR at the end may be the first half of a CRLF, so it waits for the next read.
         trailing_cr = "\r" if text.endswith("\r") else ""
