@@ -3,10 +3,11 @@ when periods reset, and the usage records it sums."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llero.academy.budgets import (
@@ -20,11 +21,12 @@ from llero.academy.budgets import (
     record_refusal,
 )
 from llero.academy.providers import ModelPrice
-from llero.academy.usage import UsageRecord, record_usage
+from llero.academy.usage import UsageRecord, UsageTotal, record_usage
 from llero.audit.context import Origin
 from llero.barracks.models import Agent
 from llero.command.providers.base import Usage
 from llero.errors import InvalidInput
+from llero.storage import migrate
 from llero.storage.db import Database
 from tests.academy.provider_helpers import audit_records
 from tests.conftest import MakeUser
@@ -298,3 +300,65 @@ def test_impossible_token_count_refused(
             session_id=None,
             now=NOW,
         )
+
+
+def _totals(database: Database) -> list[tuple[str, int | None, int | None, date, int]]:
+    columns = (UsageTotal.subject, UsageTotal.user_id, UsageTotal.agent_id)
+    with database.transaction() as session:
+        rows = session.execute(
+            select(*columns, UsageTotal.day, UsageTotal.cost_micros).order_by(
+                UsageTotal.subject, UsageTotal.day
+            )
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_totals_follow_each_record(session: Session, people: People) -> None:
+    spend(session, people, 300)
+    spend(session, people, 200)
+    spend(session, people, 50, other=True)
+    spend(session, people, 7, at=NOW - timedelta(days=1))
+
+    rows = session.execute(
+        select(UsageTotal.subject, UsageTotal.day, UsageTotal.cost_micros).order_by(
+            UsageTotal.subject, UsageTotal.day
+        )
+    ).all()
+    today, yesterday = NOW.date(), (NOW - timedelta(days=1)).date()
+    assert sorted(tuple(row) for row in rows) == sorted(
+        [
+            (f"agent:{people.agent}", yesterday, 7),
+            (f"agent:{people.agent}", today, 500),
+            (f"agent:{people.other_agent}", today, 50),
+            ("overall", yesterday, 7),
+            ("overall", today, 550),
+            (f"user:{people.other_user}", today, 50),
+            (f"user:{people.user}", yesterday, 7),
+            (f"user:{people.user}", today, 500),
+        ]
+    )
+
+
+def test_deleted_agent_takes_its_totals(database: Database, people: People) -> None:
+    with database.transaction() as session:
+        spend(session, people, 400)
+    with database.transaction() as session:
+        session.delete(session.get(Agent, people.agent))
+
+    subjects = {row[0] for row in _totals(database)}
+    # An agent that gets the deleted one's id later starts with nothing spent.
+    assert f"agent:{people.agent}" not in subjects
+    assert {"overall", f"user:{people.user}"} <= subjects
+
+
+def test_migration_fills_totals_from_records(database: Database, people: People) -> None:
+    with database.transaction() as session:
+        spend(session, people, 300)
+        spend(session, people, 200, other=True)
+        spend(session, people, 50, at=NOW - timedelta(days=40))
+    kept = _totals(database)
+
+    migrate.downgrade(database.engine, "0016")
+    migrate.upgrade(database.engine)
+
+    assert _totals(database) == kept

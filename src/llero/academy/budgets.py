@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -32,7 +33,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session
 
-from llero.academy.usage import UsageRecord, format_usd
+from llero.academy.usage import (
+    OVERALL_SUBJECT,
+    UsageTotal,
+    agent_subject,
+    format_usd,
+    user_subject,
+)
 from llero.audit.context import Origin, Target
 from llero.audit.events import AuditEvent
 from llero.audit.service import record_as
@@ -40,6 +47,7 @@ from llero.barracks.models import Agent
 from llero.errors import Conflict, InvalidInput, NotFound, Refused, Violation
 from llero.identity.models import User
 from llero.storage.base import Base, DataClass, UTCDateTime, classified, utc_now
+from llero.storage.prepared import PreparedStatement
 
 # One billion dollars: above any real budget, far below the 64-bit limit of the column.
 AMOUNT_MAX = 10**15
@@ -232,18 +240,27 @@ def _applicable(user_id: int | None, agent_id: int | None) -> ColumnElement[bool
     return or_(*conditions)
 
 
+# Periods start at midnight UTC, so the days from the period's first one hold its whole cost.
+_SPENT_SINCE = PreparedStatement(
+    select(func.coalesce(func.sum(UsageTotal.cost_micros), 0)).where(
+        UsageTotal.subject == bindparam("subject"), UsageTotal.day >= bindparam("first_day")
+    )
+)
+
+
 def spending_of(session: Session, budget: Budget, now: datetime) -> Spending:
     """Return ``budget`` with what has been spent against it in the period of ``now``."""
     start, resets_at = period_bounds(BudgetPeriod(budget.period), now)
-    query = select(func.coalesce(func.sum(UsageRecord.cost_micros), 0)).where(
-        UsageRecord.occurred_at >= start
-    )
     if budget.scope == BudgetScope.USER:
-        query = query.where(UsageRecord.user_id == budget.subject_id)
+        subject = user_subject(budget.subject_id)
     elif budget.scope == BudgetScope.AGENT:
-        query = query.where(UsageRecord.agent_id == budget.subject_id)
-    spent = int(session.scalar(query) or 0)
-    return Spending(budget, spent, start, resets_at)
+        subject = agent_subject(budget.subject_id)
+    else:
+        subject = OVERALL_SUBJECT
+    rows = _SPENT_SINCE.execute(
+        session.connection(), {"subject": subject, "first_day": start.date()}
+    )
+    return Spending(budget, int(rows[0][0] or 0), start, resets_at)
 
 
 # Managing budgets.

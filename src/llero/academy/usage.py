@@ -24,8 +24,11 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    UniqueConstraint,
+    bindparam,
     func,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session
 
@@ -76,6 +79,41 @@ class UsageRecord(Base):
     cost_micros: Mapped[int] = classified(DataClass.INTERNAL, BigInteger)
 
 
+class UsageTotal(Base):
+    """The cost of one day's calls of one user, one agent, or all of them (``subject``).
+
+    Kept as each usage record is written, so a budget check adds up at most 31 rows instead of
+    every call of the month. A user's or agent's totals go when it is deleted, as its records
+    stop naming it then.
+    """
+
+    __tablename__ = "usage_totals"
+    __table_args__ = (UniqueConstraint("subject", "day", name="uq_usage_totals_subject_day"),)
+
+    id: Mapped[int] = classified(DataClass.INTERNAL, Integer, primary_key=True)
+    # "user:<id>", "agent:<id>" or "overall".
+    subject: Mapped[str] = classified(DataClass.INTERNAL, String(32))
+    user_id: Mapped[int | None] = classified(
+        DataClass.INTERNAL, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    agent_id: Mapped[int | None] = classified(
+        DataClass.INTERNAL, ForeignKey("agents.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    day: Mapped[date] = classified(DataClass.INTERNAL, Date)
+    cost_micros: Mapped[int] = classified(DataClass.INTERNAL, BigInteger)
+
+
+OVERALL_SUBJECT = "overall"
+
+
+def user_subject(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def agent_subject(agent_id: int) -> str:
+    return f"agent:{agent_id}"
+
+
 # Run after every provider call, so it skips the ORM's unit of work.
 _INSERT = PreparedStatement(
     cast(Table, UsageRecord.__table__).insert().returning(UsageRecord.id),
@@ -91,6 +129,23 @@ _INSERT = PreparedStatement(
         "output_tokens",
         "cost_micros",
     ],
+)
+
+
+# The same upsert syntax on SQLite (3.24 and later) and PostgreSQL.
+_ADD_TO_TOTAL = PreparedStatement(
+    text(
+        "INSERT INTO usage_totals (subject, user_id, agent_id, day, cost_micros) "
+        "VALUES (:subject, :user_id, :agent_id, :day, :cost_micros) "
+        "ON CONFLICT (subject, day) DO UPDATE "
+        "SET cost_micros = usage_totals.cost_micros + excluded.cost_micros"
+    ).bindparams(
+        bindparam("subject", type_=String()),
+        bindparam("user_id", type_=Integer()),
+        bindparam("agent_id", type_=Integer()),
+        bindparam("day", type_=Date()),
+        bindparam("cost_micros", type_=BigInteger()),
+    )
 )
 
 
@@ -121,6 +176,8 @@ def record_usage(
 ) -> UsageRecord:
     """Record one provider call with its cost; raise InvalidInput for an impossible count.
 
+    The cost is also added to the day's totals of the user, the agent and overall.
+
     ``price`` comes from ``llero.academy.providers.model_price``, read before the call.
     """
     counts = (("input_tokens", usage.input_tokens), ("output_tokens", usage.output_tokens))
@@ -145,7 +202,24 @@ def record_usage(
         "output_tokens": usage.output_tokens,
         "cost_micros": price.cost_micros(usage.input_tokens, usage.output_tokens),
     }
-    ((record_id,),) = _INSERT.execute(session.connection(), values)
+    connection = session.connection()
+    ((record_id,),) = _INSERT.execute(connection, values)
+    subjects: list[tuple[str, int | None, int | None]] = [(OVERALL_SUBJECT, None, None)]
+    if user_id is not None:
+        subjects.append((user_subject(user_id), user_id, None))
+    if agent_id is not None:
+        subjects.append((agent_subject(agent_id), None, agent_id))
+    for subject, total_user, total_agent in subjects:
+        _ADD_TO_TOTAL.execute(
+            connection,
+            {
+                "subject": subject,
+                "user_id": total_user,
+                "agent_id": total_agent,
+                "day": values["day"],
+                "cost_micros": values["cost_micros"],
+            },
+        )
     # Not added to the session: the row is written, and the object only reports it.
     return UsageRecord(id=record_id, **values)
 

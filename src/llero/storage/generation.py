@@ -46,6 +46,7 @@ UNWATCHED = frozenset(
         "refresh_tokens",
         "secret_uses",
         "usage_records",
+        "usage_totals",
         "users",
     }
 )
