@@ -1,7 +1,6 @@
 """Migration 0014 indexes the skeletons of the addresses that users already have, so that no new
 user can take a look-alike of them, and refuses to run without the keys to read those addresses."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from llero.storage.db import Database
 from llero.vault.envelope import Binding, seal_plaintext
 from llero.vault.fields import FIELD_VERSION, FieldKeys, attach_field_keys, load_field_keys
 from llero.vault.keyring import Keyring, load_keyring
-from tests.conftest import POSTGRES_URL, _create_postgres_database, _drop_postgres_database
 
 BEFORE = "0013"
 # The second spells the first wholly in Cyrillic letters; the third is a name of its own.
@@ -30,28 +28,6 @@ ADDRESSES = {
     2: "\u0430\u0441\u0441\u0435\u0455\u0455@example.com",
     3: "\u0418\u0432\u0430\u043d@example.com",
 }
-
-
-@pytest.fixture
-def empty_database(tmp_path: Path) -> Iterator[Database]:
-    """A database of its own, because this test migrates down and up."""
-    if POSTGRES_URL:
-        from sqlalchemy.engine import make_url  # noqa: PLC0415 - only PostgreSQL needs it
-
-        base = (
-            make_url(POSTGRES_URL)
-            .set(drivername="postgresql+psycopg")
-            .render_as_string(hide_password=False)
-        )
-        url = _create_postgres_database(base)
-        database = Database(url)
-        yield database
-        database.dispose()
-        _drop_postgres_database(base, url)
-    else:
-        database = Database(f"sqlite:///{tmp_path / 'migration.db'}")
-        yield database
-        database.dispose()
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Migration 0008 seals the email addresses, TOTP seeds and session clients that earlier versions
 stored in clear, and refuses to run without the keys when there is a row to convert."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,35 +14,12 @@ from llero.storage import migrate
 from llero.storage.db import Database
 from llero.vault.fields import FieldKeys, attach_field_keys, load_field_keys
 from llero.vault.keyring import Keyring, load_keyring
-from tests.conftest import POSTGRES_URL, _create_postgres_database, _drop_postgres_database
 
 BEFORE = "0011"
 ADDRESS = "Grace.Hopper@Example.COM"
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 USER_AGENT = "Mozilla/5.0 (migration test)"
 CLIENT_ADDRESS = "198.51.100.23"
-
-
-@pytest.fixture
-def empty_database(tmp_path: Path) -> Iterator[Database]:
-    """A database of its own, because this test migrates down and up."""
-    if POSTGRES_URL:
-        from sqlalchemy.engine import make_url  # noqa: PLC0415 - only PostgreSQL needs it
-
-        base = (
-            make_url(POSTGRES_URL)
-            .set(drivername="postgresql+psycopg")
-            .render_as_string(hide_password=False)
-        )
-        url = _create_postgres_database(base)
-        database = Database(url)
-        yield database
-        database.dispose()
-        _drop_postgres_database(base, url)
-    else:
-        database = Database(f"sqlite:///{tmp_path / 'migration.db'}")
-        yield database
-        database.dispose()
 
 
 @pytest.fixture
