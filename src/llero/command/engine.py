@@ -602,6 +602,7 @@ class _Hooks(RunHooks):
             async for event in events:
                 if not isinstance(event, TextDelta):
                     return event
+                relayed = characters
                 characters += len(event.text)
                 if brokered.budget_left is not None:
                     # Checked before the text is relayed, so the client never gets text past
@@ -609,9 +610,31 @@ class _Hooks(RunHooks):
                     usage = Usage(input_estimate, estimated_tokens(characters))
                     cost = self._engine.academy.cost_micros(route, usage)
                     if cost is not None and cost > brokered.budget_left:
-                        raise BudgetCrossed(usage, characters - len(event.text))
+                        # The usage recorded is what the provider sent, relayed or not.
+                        fits = self._affordable(
+                            route, input_estimate, brokered.budget_left, relayed, characters
+                        )
+                        if fits > relayed:
+                            await self._on_text(event.text[: fits - relayed])
+                        raise BudgetCrossed(usage, fits)
                 await self._on_text(event.text)
         raise AssertionError("a provider stream always ends with a completion")
+
+    def _affordable(
+        self, route: ProviderRoute, input_tokens: int, budget_left: int, low: int, high: int
+    ) -> int:
+        """Return the most characters, from ``low`` to ``high``, whose estimated cost fits in
+        ``budget_left``. Pieces of a stream can be long, so the piece that crosses the budget
+        is relayed up to that point."""
+        academy = self._engine.academy
+        while low < high:
+            middle = (low + high + 1) // 2
+            cost = academy.cost_micros(route, Usage(input_tokens, estimated_tokens(middle)))
+            if cost is not None and cost > budget_left:
+                high = middle - 1
+            else:
+                low = middle
+        return low
 
     async def run_webhook(
         self, tool: RunnableTool, call: ToolCall, arguments: Mapping[str, Any]
