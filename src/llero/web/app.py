@@ -104,6 +104,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.state.alerts = security_alerts_from(settings, admin_addresses_in(app.state.database))
 
     install_error_handlers(app)
+    # Routes are matched in order, and /v1/chat/completions is the busiest one.
+    app.include_router(compat_router)
     mount_identity(app, settings)
     app.include_router(email_router)
     app.include_router(health.router)
@@ -116,7 +118,6 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.include_router(budget_router, prefix="/api")
     app.include_router(academy_router, prefix="/api")
     app.include_router(command_router, prefix="/api")
-    app.include_router(compat_router)
     academy = LiveAcademy(settings, app.state.database, app.state.vault)
     limits = getattr(app.state, "rate_limiter", None)
     app.state.command_engine = Engine(
