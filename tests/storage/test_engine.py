@@ -1,6 +1,7 @@
 """The engine: SQLite connections in WAL mode with foreign keys on, transactions that keep
 nothing of a failed unit of work, and timestamps stored in UTC."""
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import exc, func, select, text
 
 from llero.forge.models import Category, Tool
-from llero.storage.db import Database
+from llero.storage.db import CHECKPOINT_SECONDS, Database
 
 
 @pytest.fixture
@@ -112,3 +113,32 @@ def test_default_timestamps_are_utc(database: Database) -> None:
     assert stored.tzinfo is not None
     assert stored.utcoffset() == timedelta(0)
     assert before - timedelta(seconds=1) <= stored <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def _fill(database: Database) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE filler (value TEXT)"))
+        connection.execute(
+            text("INSERT INTO filler (value) VALUES (:value)"),
+            [{"value": "x" * 1000} for _ in range(200)],
+        )
+
+
+@pytest.mark.parametrize("background", [True, False], ids=["thread", "no-thread"])
+def test_server_database_checkpoints_in_background(tmp_path: Path, background: bool) -> None:
+    path = tmp_path / "server.db"
+    database = Database(f"sqlite:///{path}", background_checkpoints=True)
+    try:
+        with database.engine.connect() as connection:
+            # Commits never checkpoint; only the thread does.
+            assert connection.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+        if not background:
+            database._checkpoints.stop()  # type: ignore[union-attr]
+        before = path.stat().st_size
+        _fill(database)
+        time.sleep(CHECKPOINT_SECONDS * 2)
+        copied = path.stat().st_size - before
+    finally:
+        database.dispose()
+    # 200 rows of 1000 bytes reach the database file only through a checkpoint.
+    assert (copied > 150_000) is background

@@ -4,6 +4,7 @@ No command prompts when standard input is not a terminal; anything a command nee
 options, environment variables or files.
 """
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -189,13 +190,24 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
     settings = settings_from(context, host=host, port=port)
     check_safe_to_serve(settings)
     check_key_files(settings.keys_dir, master_key=settings.vault_kek_source is KekSourceKind.FILE)
-    database = Database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url, background_checkpoints=True)
     if migrate.current_revision(database.engine) != migrate.head_revision():
         database.dispose()
         fail("the database is not at the latest migration; run `llero migrate`")
 
     configure_logging(settings)
     app = create_app(settings, database)
+    # What start-up made lives as long as the server. Frozen, it is left out of the garbage
+    # collector's full passes, which took 60 to 90 ms with it, and no request is served then.
+    gc.collect()
+    gc.freeze()
+    try:
+        _run_uvicorn(app, settings)
+    finally:
+        database.dispose()
+
+
+def _run_uvicorn(app: Any, settings: Settings) -> None:
     uvicorn.run(
         app,
         host=settings.host,
