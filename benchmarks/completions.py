@@ -3,8 +3,9 @@
 Starts a local OpenAI-compatible provider (benchmarks/provider_stub.py) and `llero serve`, both
 on 127.0.0.1, with a provider configuration, an agent and an API token stored directly. wrk
 (a native load generator, so it does not compete with a Python client) then posts the same
-request straight to the provider and through Llero, at 1 and at 32 connections. The overhead is
-the latency through Llero minus the latency straight to the provider. Streaming is measured as
+request straight to the provider and through Llero, at 1 and at 32 connections, each after a
+warm-up of WARM_UP_SECONDS that is not measured. The overhead is the latency through Llero minus
+the latency straight to the provider. Streaming is measured as
 the time to relay the provider's whole stream, against reading it straight from the provider.
 """
 
@@ -48,6 +49,7 @@ from serve import free_port, wait_until_healthy
 LLERO = str(Path(sys.executable).parent / "llero")
 STUB = str(Path(__file__).resolve().parent / "provider_stub.py")
 STREAM_RUNS = 9
+WARM_UP_SECONDS = 2
 BODY = '{"model": "%s", "messages": [{"role": "user", "content": "Weather in Lisbon?"}]}'
 
 
@@ -194,6 +196,8 @@ def main() -> None:
         llero_url = f"http://127.0.0.1:{llero_port}/v1/chat/completions"
         time.sleep(1)
         for connections in (1, 32):
+            # Warm-up, not measured: the first calls open connections and fill caches.
+            wrk(llero_url, BODY % "agent:bench", connections, WARM_UP_SECONDS, token)
             direct = wrk(direct_url, BODY % "bench", connections, options.seconds, None)
             through = wrk(llero_url, BODY % "agent:bench", connections, options.seconds, token)
             print(
