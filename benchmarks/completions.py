@@ -172,6 +172,9 @@ def stream_seconds(url: str, body: str, token: str | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (LLERO_WORKERS, default 1)"
+    )
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
@@ -185,6 +188,7 @@ def main() -> None:
         # This measures throughput, which the default rate limits would cut short.
         "LLERO_RATE_LIMIT_ENABLED": "false",
         "LLERO_EGRESS_ALLOWED_ENDPOINTS": f"127.0.0.1:{provider_port}",
+        "LLERO_WORKERS": str(options.workers),
     }
     subprocess.run([LLERO, "init"], env=env, check=True, capture_output=True)
     token = prepare(workdir / "data", provider_port)
@@ -195,9 +199,11 @@ def main() -> None:
         direct_url = f"http://127.0.0.1:{provider_port}/v1/chat/completions"
         llero_url = f"http://127.0.0.1:{llero_port}/v1/chat/completions"
         time.sleep(1)
+        print(f"{options.workers} worker process(es)")
+        # Warm-up, not measured: the first calls of each worker open connections and fill
+        # caches. 32 connections reach every worker.
+        wrk(llero_url, BODY % "agent:bench", 32, WARM_UP_SECONDS, token)
         for connections in (1, 32):
-            # Warm-up, not measured: the first calls open connections and fill caches.
-            wrk(llero_url, BODY % "agent:bench", connections, WARM_UP_SECONDS, token)
             direct = wrk(direct_url, BODY % "bench", connections, options.seconds, None)
             through = wrk(llero_url, BODY % "agent:bench", connections, options.seconds, token)
             print(

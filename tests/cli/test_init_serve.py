@@ -5,6 +5,7 @@ Servers started here listen on 127.0.0.1 only, on a port picked free for each te
 """
 
 import datetime
+import gc
 import ipaddress
 import json
 import os
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.x509.oid import NameOID
 
-from llero.cli import main as cli_main
+from llero.cli import serving
 from llero.cli.main import cli
 from llero.config.keyfiles import AUDIT_KEY, MASTER_KEY, SIGNING_KEY
 
@@ -191,6 +192,24 @@ UNSAFE_SERVE_SETTINGS = [
         "invalid setting LLERO_TRUSTED_PROXIES: 'proxy.internal' is not an IP address or network",
         id="invalid_proxy",
     ),
+    pytest.param(
+        [],
+        {"LLERO_WORKERS": "2"},
+        "invalid setting LLERO_WORKERS: with several workers, rate limits need a shared store; "
+        "set LLERO_RATE_LIMIT_STORAGE to a redis:// URL",
+        id="workers_with_memory_rate_limits",
+    ),
+    pytest.param(
+        [],
+        {
+            "LLERO_WORKERS": "2",
+            "LLERO_RATE_LIMIT_STORAGE": "redis://127.0.0.1:6379/0",
+            "LLERO_LOG_FILE": "llero.log",
+        },
+        "invalid setting LLERO_WORKERS: several workers cannot rotate one LLERO_LOG_FILE; unset "
+        "it and collect standard error, or run one worker",
+        id="workers_with_log_file",
+    ),
 ]
 
 # Each run of the installed command takes seconds of imports, so only these go through it.
@@ -243,6 +262,23 @@ def test_serve_rejects_key_file_open_to_others(initialised: Path, workdir: Path)
     assert result.stderr.splitlines() == [
         f"llero: key file {master} is readable by group or others (mode 0644); "
         f"run `chmod 600 {master}`"
+    ]
+
+
+def test_serve_with_workers_refuses_sealed_vault(initialised: Path, workdir: Path) -> None:
+    (initialised / "keys" / MASTER_KEY).unlink()
+
+    result = run_llero(
+        ["serve", "--port", str(free_port())],
+        workdir,
+        initialised,
+        {"LLERO_WORKERS": "2", "LLERO_RATE_LIMIT_ENABLED": "false"},
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "llero: invalid setting LLERO_WORKERS: the vault would start sealed, and an unseal "
+        "request reaches one worker only; give the master key at start or run one worker"
     ]
 
 
@@ -405,6 +441,41 @@ def test_serve_answers_and_stops_cleanly(initialised: Path, serve: Any) -> None:
     assert health.headers["x-request-id"] in request_ids
 
 
+def _children(pid: int) -> list[int]:
+    """Return the ids of the processes whose parent is ``pid``, read from /proc."""
+    children = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            children.append(int(status.parent.name))
+    return children
+
+
+def test_serve_with_two_workers(initialised: Path, serve: Any) -> None:
+    process, port = serve(initialised, {"LLERO_WORKERS": "2", "LLERO_RATE_LIMIT_ENABLED": "false"})
+    base = f"http://127.0.0.1:{port}"
+    _wait_until_serving(process, f"{base}/healthz")
+
+    workers = [
+        child
+        for child in _children(process.pid)
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    answers = [httpx.get(f"{base}/healthz").status_code for _ in range(20)]
+    process.terminate()
+    _, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
+
+    assert len(workers) == 2
+    assert answers == [200] * 20
+    assert "Traceback" not in stderr
+    assert all(not Path(f"/proc/{worker}").exists() for worker in workers)
+
+
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     key = generate_private_key(SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
@@ -510,10 +581,12 @@ def captured_server_options(
     init = CliRunner().invoke(cli, ["init"], env={"LLERO_DATA_DIR": str(data_dir)})
     assert init.exit_code == 0, init.output
     options: dict[str, Any] = {}
-    monkeypatch.setattr(cli_main.uvicorn, "run", lambda app, **kwargs: options.update(kwargs))
+    monkeypatch.setattr(serving.uvicorn, "run", lambda app, **kwargs: options.update(kwargs))
     monkeypatch.chdir(workdir)
     yield options
     structlog.reset_defaults()
+    # The server froze what this test process had made; the collector gets it back.
+    gc.unfreeze()
 
 
 def test_serve_ignores_forwarded_headers(

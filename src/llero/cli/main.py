@@ -4,17 +4,16 @@ No command prompts when standard input is not a terminal; anything a command nee
 options, environment variables or files.
 """
 
-import gc
 import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import uvicorn
 from sqlalchemy.exc import OperationalError
 
 from llero.audit.keys import attach_keys, load_audit_keys
+from llero.cli import serving
 from llero.cli.agents import agents
 from llero.cli.audit import audit
 from llero.cli.backup import backup, restore
@@ -27,14 +26,13 @@ from llero.config.keyfiles import check_key_files, create_key_files, make_privat
 from llero.config.settings import KekSourceKind, Settings, check_safe_to_serve, load_settings
 from llero.errors import LleroError
 from llero.identity import service
-from llero.logs import configure_logging, ensure_logging
+from llero.logs import ensure_logging
 from llero.storage import migrate
 from llero.storage.db import Database
 from llero.vault.backends import build_key_service
 from llero.vault.errors import BackendUnavailable
 from llero.vault.fields import attach_field_keys, load_field_keys
 from llero.vault.kek_sources import create_wrapped_master_key, load_vault_keyring
-from llero.web.app import create_app
 
 
 def fail(message: str) -> NoReturn:
@@ -185,7 +183,8 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
 
     Needs a data directory made by `llero init`. Refuses to start, with one line naming the
     setting, when a setting is unsafe: a bind beyond loopback without TLS or a trusted proxy, a
-    CORS wildcard, or debug outside development.
+    CORS wildcard, debug outside development, or several workers (LLERO_WORKERS) without what
+    they must share.
     """
     settings = settings_from(context, host=host, port=port)
     check_safe_to_serve(settings)
@@ -195,33 +194,7 @@ def serve(context: click.Context, host: str | None, port: int | None) -> None:
         database.dispose()
         fail("the database is not at the latest migration; run `llero migrate`")
 
-    configure_logging(settings)
-    app = create_app(settings, database)
-    # What start-up made lives as long as the server. Frozen, it is left out of the garbage
-    # collector's full passes, which took 60 to 90 ms with it, and no request is served then.
-    gc.collect()
-    gc.freeze()
-    try:
-        _run_uvicorn(app, settings)
-    finally:
-        database.dispose()
-
-
-def _run_uvicorn(app: Any, settings: Settings) -> None:
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
-        server_header=False,
-        proxy_headers=False,
-        log_level="warning",
-        access_log=False,
-        # uvicorn's own handlers would print unredacted text; without them its records reach
-        # the handlers of llero.logs.
-        log_config=None,
-    )
+    serving.serve(settings, database)
 
 
 cli.add_command(tools)

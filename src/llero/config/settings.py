@@ -110,6 +110,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Server processes sharing the port. More than one needs rate limits in Redis (or none), no
+    # log file, and the vault's master key at start; `llero serve` says which is missing.
+    workers: int = Field(default=1, ge=1, le=32)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     trusted_proxies: CommaList = Field(default_factory=list)
@@ -547,10 +550,26 @@ def check_safe_to_serve(settings: Settings) -> None:
             "(LLERO_TLS_CERTFILE and LLERO_TLS_KEYFILE) or a TLS-terminating proxy in "
             "LLERO_TRUSTED_PROXIES"
         )
+    if settings.workers > 1:
+        _check_workers(settings)
     if settings.signup_open and not settings.mail_enabled:
         raise SettingsError(
             "invalid setting LLERO_SIGNUP_OPEN: sign-up sends a verification mail, so it needs "
             "LLERO_SMTP_HOST"
+        )
+
+
+def _check_workers(settings: Settings) -> None:
+    storage = settings.rate_limit_storage.get_secret_value()
+    if settings.rate_limit_enabled and storage.startswith("memory:"):
+        raise SettingsError(
+            "invalid setting LLERO_WORKERS: with several workers, rate limits need a shared "
+            "store; set LLERO_RATE_LIMIT_STORAGE to a redis:// URL"
+        )
+    if settings.log_file is not None:
+        raise SettingsError(
+            "invalid setting LLERO_WORKERS: several workers cannot rotate one LLERO_LOG_FILE; "
+            "unset it and collect standard error, or run one worker"
         )
 
 

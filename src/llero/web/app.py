@@ -55,6 +55,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.command_engine.aclose()
     # Alerts raised just before the stop are still sent, within the channels' timeouts.
     await asyncio.to_thread(app.state.alerts.close)
+    # A worker process owns its database; it checkpoints SQLite's log one last time here.
+    if getattr(app.state, "disposes_database", False):
+        await asyncio.to_thread(app.state.database.dispose)
 
 
 def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
