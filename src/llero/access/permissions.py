@@ -16,7 +16,6 @@ import structlog
 from fastapi import Depends, Request
 
 from llero.errors import LleroError
-from llero.storage.threads import run_database_work
 
 PERMISSION_ATTRIBUTE = "__llero_permission__"
 # Methods that change nothing, and so stay open to everyone during a lockdown.
@@ -201,12 +200,9 @@ class LockedDown(LleroError):
 
 
 class Authenticator(Protocol):
-    """Turns the credential of a request into a principal, or raises NotAuthenticated.
+    """Turns the credential of a request into a principal, or raises NotAuthenticated."""
 
-    It runs in a worker thread, because it reads the database.
-    """
-
-    def authenticate(self, request: Request) -> Principal: ...
+    async def principal_of(self, request: Request) -> Principal: ...
 
 
 class RequestLimiter(Protocol):
@@ -255,7 +251,7 @@ def requires(permission: Permission) -> Any:
         if permission in PUBLIC_PERMISSIONS:
             return
         authenticator: Authenticator = request.app.state.authenticator
-        principal = await run_database_work(authenticator.authenticate, request)
+        principal = await authenticator.principal_of(request)
         # Counted before authorisation, so probing for permissions is limited too.
         if limiter is not None:
             await limiter.after_authentication(request, permission, principal)

@@ -53,6 +53,7 @@ from llero.identity.tokens import (
 from llero.incident.models import STATE_ROW_ID, SystemState
 from llero.storage.db import Database
 from llero.storage.prepared import PreparedRead
+from llero.storage.threads import run_database_work
 
 log = structlog.get_logger("llero.identity")
 
@@ -199,6 +200,10 @@ class CsrfCheckFailed(PermissionDenied):
         super().__init__(f"the {CSRF_HEADER} header is missing or does not match")
 
 
+# An API token's id and the time to record as its last use.
+_Use = tuple[int, datetime]
+
+
 class RequestAuthenticator:
     """The authenticator ``requires`` calls; one per app."""
 
@@ -208,16 +213,41 @@ class RequestAuthenticator:
         self.tokens = VerifiedTokenCache(context.tokens)
         self._account_read = PreparedRead(database.engine, ACCOUNT_QUERY)
         self._api_token_read = PreparedRead(database.engine, API_TOKEN_QUERY)
+        # A SQLite read in WAL mode waits for no writer and takes about 13 us, less than handing
+        # it to a worker thread and back; a PostgreSQL read is a network round trip.
+        self._reads_on_loop = database.engine.dialect.name == "sqlite"
 
     def authenticate(self, request: Request) -> Principal:
-        """Return the principal of ``request``; raise NotAuthenticated or CsrfCheckFailed."""
+        """Return the principal of ``request``; raise NotAuthenticated or CsrfCheckFailed.
+
+        Reads and may write the database, so async code calls ``principal_of`` instead.
+        """
+        principal, use = self._checked(request)
+        if use is not None:
+            record_use(self.database, *use)
+        return principal
+
+    async def principal_of(self, request: Request) -> Principal:
+        """Return the principal of ``request`` without blocking the event loop for long.
+
+        On SQLite the account is read on the loop itself; a write (an API token's last use,
+        once a minute) and every PostgreSQL read run on a database worker thread.
+        """
+        if not self._reads_on_loop:
+            return await run_database_work(self.authenticate, request)
+        principal, use = self._checked(request)
+        if use is not None:
+            await run_database_work(record_use, self.database, *use)
+        return principal
+
+    def _checked(self, request: Request) -> tuple[Principal, "_Use | None"]:
         try:
             return self._authenticate(request)
         except NotAuthenticated as error:
             log.info("auth:rejected", reason=error.reason, method=request.method)
             raise
 
-    def _authenticate(self, request: Request) -> Principal:
+    def _authenticate(self, request: Request) -> tuple[Principal, "_Use | None"]:
         authorization = request.headers.getlist("authorization")
         if len(authorization) > 1:
             raise NotAuthenticated("several_authorization_headers")
@@ -225,7 +255,7 @@ class RequestAuthenticator:
             token = _bearer_token(authorization[0])
             if token.startswith(API_TOKEN_PREFIX):
                 return self._from_api_token(token)
-            return self._from_access_token(token, TokenKind.ACCESS_TOKEN)
+            return self._from_access_token(token, TokenKind.ACCESS_TOKEN), None
 
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie is None:
@@ -233,7 +263,7 @@ class RequestAuthenticator:
         principal = self._from_access_token(cookie, TokenKind.SESSION_COOKIE)
         if request.method not in SAFE_METHODS:
             _check_csrf(request, principal)
-        return principal
+        return principal, None
 
     def _from_access_token(self, token: str, kind: TokenKind) -> Principal:
         try:
@@ -280,7 +310,7 @@ class RequestAuthenticator:
             return None
         return self._account_read.first({"user_id": user_id, "session_id": session_id})
 
-    def _from_api_token(self, token: str) -> Principal:
+    def _from_api_token(self, token: str) -> tuple[Principal, "_Use | None"]:
         try:
             token_hash = parse_personal_api_token(token)
         except InvalidToken as error:
@@ -313,8 +343,8 @@ class RequestAuthenticator:
         principal = self._principal(account, TokenKind.API_TOKEN, scopes_granted(scopes, role))
 
         if last_used_at is None or now - last_used_at >= LAST_USE_PRECISION:
-            record_use(self.database, token_id, now)
-        return principal
+            return principal, (token_id, now)
+        return principal, None
 
     def _principal(
         self, account: AccountState | None, kind: TokenKind, scopes: frozenset[Permission] | None
