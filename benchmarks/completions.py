@@ -44,6 +44,7 @@ from llero.vault.service import VaultService
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keyed import keyed_database
+from provider_stub import TOKENS
 from serve import free_port, wait_until_healthy
 
 LLERO = str(Path(sys.executable).parent / "llero")
@@ -223,7 +224,7 @@ def main() -> None:
             for _ in range(STREAM_RUNS)
         )
         print(
-            f"streaming 2000 chunks, median of {STREAM_RUNS}: direct {direct_s:.3f} s, "
+            f"streaming {TOKENS} chunks, median of {STREAM_RUNS}: direct {direct_s:.3f} s, "
             f"through Llero {through_s:.3f} s, "
             f"relay rate {direct_s / through_s:.0%} of the provider's"
         )
