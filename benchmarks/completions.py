@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from llero.academy.allowlist import egress_policy
 from llero.academy.budgets import BudgetPeriod, BudgetScope, create_budget
 from llero.academy.providers import ModelPrice, NewProvider, attach_secret, create_provider
@@ -155,19 +153,35 @@ def wrk(url: str, body: str, connections: int, seconds: int, token: str | None) 
 
 
 def stream_seconds(url: str, body: str, token: str | None) -> float:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    started = time.perf_counter()
-    with httpx.stream(
-        "POST",
-        url,
-        content=body,
-        headers={**headers, "Content-Type": "application/json"},
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200, response.read()
-        for _ in response.iter_bytes():
-            pass
-    return time.perf_counter() - started
+    """Return the seconds curl takes to read a whole streamed answer.
+
+    curl, being native, takes little of the CPU that the provider and Llero share; a Python
+    client took more than either of them.
+    """
+    auth = ["-H", f"Authorization: Bearer {token}"] if token else []
+    output = subprocess.run(
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--no-buffer",
+            "--output",
+            "/dev/null",
+            "--write-out",
+            "%{time_total}",
+            "-H",
+            "Content-Type: application/json",
+            *auth,
+            "--data-binary",
+            body,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(output)
 
 
 def main() -> None:
@@ -179,6 +193,8 @@ def main() -> None:
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
+    if shutil.which("curl") is None:
+        raise SystemExit("curl is not installed (Debian package curl)")
 
     workdir = Path(tempfile.mkdtemp(prefix="llero-bench-"))
     provider_port, llero_port = free_port(), free_port()
