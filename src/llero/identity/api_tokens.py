@@ -6,6 +6,7 @@ still grants, so a demoted owner's tokens shrink with the role. The plaintext is
 only its hash is stored.
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -165,6 +166,12 @@ def granted_scopes(record: ApiToken) -> frozenset[Permission]:
 
 def scopes_granted(scopes: Sequence[str], role: str) -> frozenset[Permission]:
     """Return the permissions named in ``scopes`` that ``role`` may still delegate."""
+    # Called on every request authenticated by an API token, with few distinct values.
+    return _granted(tuple(scopes), role)
+
+
+@functools.lru_cache(maxsize=1024)
+def _granted(scopes: tuple[str, ...], role: str) -> frozenset[Permission]:
     named = {permission for permission in Permission if permission.value in scopes}
     return frozenset(named) & delegable_permissions(role)
 
