@@ -8,6 +8,7 @@
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,19 +61,29 @@ def _drop_postgres_database(base_url: str, url: str) -> None:
     admin.dispose()
 
 
+@contextmanager
+def database_of_its_own(sqlite_path: Path) -> Iterator[str]:
+    """Yield the URL of a new, empty database: on PostgreSQL when the tests run there, else a
+    SQLite file at ``sqlite_path``. A PostgreSQL database is dropped afterwards."""
+    if not POSTGRES_URL:
+        yield f"sqlite:///{sqlite_path}"
+        return
+    base = (
+        make_url(POSTGRES_URL)
+        .set(drivername="postgresql+psycopg")
+        .render_as_string(hide_password=False)
+    )
+    url = _create_postgres_database(base)
+    try:
+        yield url
+    finally:
+        _drop_postgres_database(base, url)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if POSTGRES_URL:
-        base = (
-            make_url(POSTGRES_URL)
-            .set(drivername="postgresql+psycopg")
-            .render_as_string(hide_password=False)
-        )
-        url = _create_postgres_database(base)
+    with database_of_its_own(tmp_path_factory.mktemp("db") / "llero.db") as url:
         yield url
-        _drop_postgres_database(base, url)
-    else:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'llero.db'}"
 
 
 @pytest.fixture(scope="session")
@@ -210,6 +221,12 @@ def mail_server() -> Iterator[MailServer]:
 @pytest.fixture
 def app(settings: Settings, database: Database) -> FastAPI:
     return create_app(settings, database)
+
+
+@pytest.fixture
+def developer(make_user: MakeUser) -> FixtureUser:
+    """A developer with a second factor; modules that need another kind define their own."""
+    return make_user(role=Role.DEVELOPER)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Metering end to end: a session with a configured provider on 127.0.0.1 records its usage at
 the model's prices, and a used-up budget stops the next run with an audit record."""
 
-import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,12 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from llero.academy.usage import UsageRecord
-from llero.access.roles import Role
-from llero.config.settings import Settings
 from llero.storage.db import Database
 from tests.academy.provider_helpers import PROVIDERS, audit_records
-from tests.command.provider_server import ProviderServer, serve
-from tests.conftest import FixtureUser, MakeUser
+from tests.command.provider_server import ProviderServer, allowing_provider, running_provider
+from tests.conftest import FixtureUser
 
 # $1 per million input tokens and $2 per million output tokens.
 MODEL = {
@@ -25,21 +22,10 @@ MODEL = {
 }
 
 
-@pytest.fixture
-def provider_server() -> Iterator[ProviderServer]:
-    yield from serve(ProviderServer())
-    gc.collect()
+provider_server = pytest.fixture(running_provider, name="provider_server")
 
 
-@pytest.fixture
-def settings(settings: Settings, provider_server: ProviderServer) -> Settings:
-    endpoint = f"127.0.0.1:{provider_server.port}"
-    return settings.model_copy(update={"egress_allowed_endpoints": [endpoint]})
-
-
-@pytest.fixture
-def developer(make_user: MakeUser) -> FixtureUser:
-    return make_user(role=Role.DEVELOPER)
+settings = pytest.fixture(allowing_provider, name="settings")
 
 
 @pytest.fixture

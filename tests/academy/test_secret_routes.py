@@ -19,11 +19,6 @@ from tests.conftest import FixtureUser, MakeUser
 
 
 @pytest.fixture
-def developer(make_user: MakeUser) -> FixtureUser:
-    return make_user(role=Role.DEVELOPER)
-
-
-@pytest.fixture
 def other_developer(make_user: MakeUser) -> FixtureUser:
     return make_user(role=Role.DEVELOPER)
 

@@ -8,6 +8,7 @@ name asks for it: ``slow``, ``fail-500``, ``malformed``, ``rate-limit-once``, ``
 """
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -20,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from llero.config.settings import Settings
 
 TEXT_CHUNK = 8
 LONG_ANSWER = "word " * 3000
@@ -331,3 +334,19 @@ def serve(provider: ProviderServer) -> Iterator[ProviderServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def running_provider() -> Iterator[ProviderServer]:
+    """Serve a provider for one test, then collect what the test left behind.
+
+    Collected now, while the test's warnings filters still apply, rather than at a random
+    later point in another test.
+    """
+    yield from serve(ProviderServer())
+    gc.collect()
+
+
+def allowing_provider(settings: Settings, provider_server: ProviderServer) -> Settings:
+    """Return ``settings`` with ``provider_server``'s endpoint on the egress allowlist."""
+    endpoint = f"127.0.0.1:{provider_server.port}"
+    return settings.model_copy(update={"egress_allowed_endpoints": [endpoint]})

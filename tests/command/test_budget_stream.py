@@ -14,7 +14,7 @@ from llero.access.roles import Role
 from llero.config.settings import Settings
 from llero.storage.db import Database
 from llero.web.app import create_app
-from tests.command.provider_server import LONG_ANSWER, ProviderServer
+from tests.command.provider_server import LONG_ANSWER, ProviderServer, allowing_provider
 from tests.conftest import FixtureUser, MakeUser
 
 # One micro-dollar per output token, so the budget below buys about 100 tokens.
@@ -23,15 +23,7 @@ BUDGET_MICROS = 100
 STREAM_BODY = {"model": "agent:talker", "messages": [{"role": "user", "content": "Tell me."}]}
 
 
-@pytest.fixture
-def settings(settings: Settings, provider_server: ProviderServer) -> Settings:
-    endpoint = f"127.0.0.1:{provider_server.port}"
-    return settings.model_copy(update={"egress_allowed_endpoints": [endpoint]})
-
-
-@pytest.fixture
-def developer(make_user: MakeUser) -> FixtureUser:
-    return make_user(role=Role.DEVELOPER)
+settings = pytest.fixture(allowing_provider, name="settings")
 
 
 def _setup(client: TestClient, developer: FixtureUser, base_url: str) -> tuple[str, int]:
@@ -176,8 +168,7 @@ def test_agent_rate_limit_refuses_third_call(
         headers = {"Authorization": f"Bearer {token}"}
 
         answers = [
-            client.post("/v1/chat/completions", json=STREAM_BODY, headers=headers)
-            for _ in range(3)
+            client.post("/v1/chat/completions", json=STREAM_BODY, headers=headers) for _ in range(3)
         ]
 
     assert [answer.status_code for answer in answers[:2]] == [200, 200]

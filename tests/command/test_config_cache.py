@@ -13,13 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 
-from llero.access.roles import Role
 from llero.command import engine as engine_module
-from llero.config.settings import Settings
 from llero.storage.base import utc_now
 from llero.storage.db import Database
-from tests.command.provider_server import ProviderServer
-from tests.conftest import FixtureUser, MakeUser
+from tests.command.provider_server import ProviderServer, allowing_provider
+from tests.conftest import FixtureUser
 
 PROVIDER_KEY = "sk-live-cached-route-key-7781bc"
 MODEL = {
@@ -30,15 +28,7 @@ MODEL = {
 BODY = {"model": "agent:echo", "messages": [{"role": "user", "content": "hello"}]}
 
 
-@pytest.fixture
-def settings(settings: Settings, provider_server: ProviderServer) -> Settings:
-    endpoint = f"127.0.0.1:{provider_server.port}"
-    return settings.model_copy(update={"egress_allowed_endpoints": [endpoint]})
-
-
-@pytest.fixture
-def developer(make_user: MakeUser) -> FixtureUser:
-    return make_user(role=Role.DEVELOPER)
+settings = pytest.fixture(allowing_provider, name="settings")
 
 
 @pytest.fixture

@@ -11,24 +11,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llero.access.roles import Role
-from llero.config.settings import Settings
-from tests.command.provider_server import ProviderServer
-from tests.conftest import FixtureUser, MakeUser
+from tests.command.provider_server import ProviderServer, allowing_provider
+from tests.conftest import FixtureUser
 
 PROVIDER_KEY = "sk-live-brokered-key-planted-5541aa"
 MODEL = {"name": "test-model", "input_micros_per_million": 0, "output_micros_per_million": 0}
 
 
-@pytest.fixture
-def settings(settings: Settings, provider_server: ProviderServer) -> Settings:
-    endpoint = f"127.0.0.1:{provider_server.port}"
-    return settings.model_copy(update={"egress_allowed_endpoints": [endpoint]})
-
-
-@pytest.fixture
-def developer(make_user: MakeUser) -> FixtureUser:
-    return make_user(role=Role.DEVELOPER)
+settings = pytest.fixture(allowing_provider, name="settings")
 
 
 @pytest.fixture

@@ -17,11 +17,6 @@ from tests.conftest import FixtureUser, MakeUser
 from tests.identity.helpers import bearer, freeze_clock
 
 
-@pytest.fixture
-def developer(make_user: MakeUser) -> FixtureUser:
-    return make_user(role=Role.DEVELOPER)
-
-
 def _create(
     client: TestClient, owner: FixtureUser, scopes: list[str], **extra: object
 ) -> httpx.Response:
