@@ -180,17 +180,35 @@ def check_budget(
     return BudgetStatus(tightest[0], tightest[1])
 
 
-def applicable_budgets(session: Session, user_id: int | None, agent_id: int | None) -> list[Budget]:
+def applicable_budgets(
+    session: Session, user_id: int | None, agent_id: int | None
+) -> list[Budget]:
     """Return the budgets that apply to a call of ``agent_id`` for ``user_id``, in the order
-    they are checked."""
+    they are checked.
+
+    They are copies that belong to no session, so they can be kept after ``session`` ends: a
+    rolled-back session (a refused call) empties the objects it loaded.
+    """
     budgets = session.scalars(select(Budget).where(_applicable(user_id, agent_id))).all()
-    return sorted(
+    ordered = sorted(
         budgets,
         key=lambda b: (
             _SCOPE_ORDER.index(BudgetScope(b.scope)),
             _PERIOD_ORDER.index(BudgetPeriod(b.period)),
         ),
     )
+    return [
+        Budget(
+            id=budget.id,
+            scope=budget.scope,
+            subject_id=budget.subject_id,
+            period=budget.period,
+            amount_micros=budget.amount_micros,
+            created_at=budget.created_at,
+            updated_at=budget.updated_at,
+        )
+        for budget in ordered
+    ]
 
 
 def record_refusal(
