@@ -17,10 +17,12 @@ from fastapi import FastAPI
 
 from llero.config.settings import Settings, load_settings
 from llero.errors import LleroError
-from llero.logs import configure_logging
+from llero.logs import configure_logging, get_logger
 from llero.storage.db import Database
 from llero.vault.kek_sources import load_vault_keyring
 from llero.web.app import create_app
+
+log = get_logger("llero.serve")
 
 # uvicorn's own handlers would print unredacted text; without them its records reach the
 # handlers of llero.logs.
@@ -77,6 +79,13 @@ def serving_app(settings: Settings, database: Database) -> FastAPI:
     """Build the app of a server process and prepare the process to serve it."""
     configure_logging(settings)
     app = create_app(settings, database)
+    log.info(
+        "server_starting",
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        process_id=os.getpid(),
+    )
     # What start-up made lives as long as the server. Frozen, it is left out of the garbage
     # collector's full passes, which took 60 to 90 ms with it, and no request is served then.
     gc.collect()
