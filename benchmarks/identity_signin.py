@@ -4,7 +4,8 @@ Starts the real command on 127.0.0.1 in a temporary data directory with one acti
 first reads GET /api/users/me with an access token once every 50 ms on the idle server, then
 sends POST /api/auth/signin from a pool of concurrent clients while the same authenticated read
 goes on. Every sign-in pays one argon2id verification, so the rate is bounded by the password
-thread pool (one hash per core); the read's latency shows whether the event loop stays free.
+thread pool (one hash per core, the first core left to serving); the read's latency shows
+whether the event loop stays free.
 
     .venv/bin/python benchmarks/identity_signin.py --signins 64 --concurrency 8
 """

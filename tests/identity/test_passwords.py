@@ -1,6 +1,7 @@
 """Password hashing: argon2id parameters, exact verification, legacy bcrypt and rehash signals."""
 
 import asyncio
+import os
 import unicodedata
 
 import bcrypt
@@ -259,3 +260,15 @@ def test_verification_without_account_runs_argon2id(monkeypatch: pytest.MonkeyPa
 def test_async_verification_without_account_returns_false() -> None:
     result = asyncio.run(passwords.verify_password_without_account_async(PASSWORD))
     assert result is False
+
+
+def test_hashes_leave_the_first_core_free() -> None:
+    if passwords.HASHING_CORES is None:
+        pytest.skip("threads cannot be pinned to cores here")
+    cores = os.sched_getaffinity(0)
+    pinned = passwords._pool.submit(os.sched_getaffinity, 0).result()
+
+    assert pinned == passwords.HASHING_CORES
+    if len(cores) > 1:
+        assert min(cores) not in pinned
+        assert pinned == cores - {min(cores)}
