@@ -7,6 +7,7 @@ the refusal. The agent's rate limit refuses calls past the limit with 429.
 import json
 from typing import Any
 
+import openai
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,6 +15,7 @@ from llero.access.roles import Role
 from llero.config.settings import Settings
 from llero.storage.db import Database
 from llero.web.app import create_app
+from tests.command.helpers import serve_app
 from tests.command.provider_server import LONG_ANSWER, ProviderServer, allowing_provider
 from tests.conftest import FixtureUser, MakeUser
 
@@ -73,6 +75,30 @@ def _events(body: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line != "[DONE]"]
 
 
+def test_openai_client_gets_quota_error_without_retrying(
+    app: Any, client: TestClient, developer: FixtureUser, provider_server: ProviderServer
+) -> None:
+    token, _agent_id = _setup(client, developer, provider_server.base_url)
+    budget = client.post(
+        "/api/budgets",
+        json={"scope": "user", "subject_id": developer.id, "period": "day", "amount_micros": 0},
+    )
+    assert budget.status_code == 201, budget.text
+
+    for base_url in serve_app(app):
+        # Two retries allowed: the answer's x-should-retry must stop them.
+        caller = openai.OpenAI(base_url=f"{base_url}/v1", api_key=token, max_retries=2)
+        with pytest.raises(openai.RateLimitError) as raised:
+            caller.chat.completions.create(
+                model="agent:talker", messages=[{"role": "user", "content": "Hi"}]
+            )
+
+    assert raised.value.code == "insufficient_quota"
+    exported = client.get("/api/audit/export", params={"event": "budget:exceeded"})
+    assert exported.text.count('"budget:exceeded"') == 1
+    assert provider_server.received == []
+
+
 def test_budget_crossed_mid_stream_cuts_answer(
     client: TestClient, developer: FixtureUser, provider_server: ProviderServer
 ) -> None:
@@ -110,17 +136,18 @@ def test_budget_crossed_mid_stream_cuts_answer(
     again = client.post(
         "/v1/chat/completions", json=STREAM_BODY, headers={"Authorization": f"Bearer {token}"}
     )
-    assert again.status_code >= 400
+    # As OpenAI answers an exhausted quota, and told not to retry.
+    assert again.status_code == 429
     assert again.headers["x-should-retry"] == "false"
     assert "budget" in again.json()["error"]["message"]
-    assert again.json()["error"]["type"] == "budget_exceeded"
+    assert again.json()["error"]["type"] == "insufficient_quota"
     streamed_again = client.post(
         "/v1/chat/completions",
         json={**STREAM_BODY, "stream": True},
         headers={"Authorization": f"Bearer {token}"},
     )
-    assert streamed_again.status_code == 409
-    assert streamed_again.json()["error"]["type"] == "budget_exceeded"
+    assert streamed_again.status_code == 429
+    assert streamed_again.json()["error"]["type"] == "insufficient_quota"
     assert len(provider_server.received) == 1
 
 

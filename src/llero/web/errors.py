@@ -73,6 +73,10 @@ CODE_BY_STATUS = {
 
 # Routes under this prefix speak OpenAI's API, so their errors take the shape of OpenAI's.
 OPENAI_PREFIX = "/v1/"
+# A used-up budget is what OpenAI calls an exhausted quota: 429 with this type and code, so
+# OpenAI's clients raise the error their users already handle.
+OPENAI_QUOTA_STATUS = 429
+OPENAI_QUOTA_CODE = "insufficient_quota"
 
 
 def _respond(
@@ -81,6 +85,9 @@ def _respond(
     request_id = request_id_of(request.scope)
     if not request.url.path.startswith(OPENAI_PREFIX):
         return JSONResponse(error_body(code, message, request_id, details), status_code=status)
+    quota_exhausted = code == "budget_exceeded"
+    if quota_exhausted:
+        status, code = OPENAI_QUOTA_STATUS, OPENAI_QUOTA_CODE
     body = {
         "error": {
             "message": message,
@@ -91,9 +98,9 @@ def _respond(
         "request_id": request_id,
     }
     response = JSONResponse(body, status_code=status)
-    if 400 <= status < 500 and status != 429:
-        # OpenAI's clients retry a 409 unless the response says not to. A refusal (a used-up
-        # budget, a quarantined agent) returns the same error until something changes.
+    if 400 <= status < 500 and (status != 429 or quota_exhausted):
+        # OpenAI's clients retry a 409 or a 429 unless the response says not to. A refusal (a
+        # used-up budget, a quarantined agent) returns the same error until something changes.
         response.headers["x-should-retry"] = "false"
     return response
 
