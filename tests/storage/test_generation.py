@@ -140,3 +140,16 @@ def test_cache_without_generation_row_builds_every_time(database: Database) -> N
                 text("INSERT INTO config_generation (id, value) VALUES (1, :v)"), {"v": value}
             )
     assert len(builds) == 2
+
+
+def test_generation_read_again_per_transaction(database: Database) -> None:
+    with database.sessions() as session:
+        with session.begin():
+            first = current_generation(session)
+        with database.engine.begin() as connection:
+            connection.execute(_ADD_HOST, {"host": "d.example", "t": utc_now()})
+        with session.begin():
+            second = current_generation(session)
+
+    assert first is not None
+    assert second == first + 1

@@ -31,18 +31,12 @@ log = get_logger("llero.academy")
 class LiveAcademy:
     """Routes model calls by the agent's provider configuration, under the egress policy."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        database: Database,
-        vault: VaultService,
-        cache: GenerationCache | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, database: Database, vault: VaultService) -> None:
         self._settings = settings
         self._database = database
         self._vault = vault
         # Budgets and checked grants, kept until the configuration changes.
-        self._cache = cache or GenerationCache()
+        self._cache = GenerationCache()
         # The price of each provider's model when its last call was routed. A call is charged
         # at that price, even when an admin changes or removes the model while the call runs.
         self._prices: dict[tuple[str, str], ModelPrice] = {}

@@ -138,7 +138,6 @@ class Engine:
         settings: EngineSettings | None = None,
         *,
         agent_limiter: Callable[[int], None] | None = None,
-        cache: GenerationCache | None = None,
     ) -> None:
         self.database = database
         self.keyring = keyring
@@ -147,7 +146,7 @@ class Engine:
         # Counts each model call of an agent and raises RateLimited past the agent limit.
         self.agent_limiter = agent_limiter
         # Plans of stateless runs, rebuilt whenever the configuration changes.
-        self._plans = cache or GenerationCache()
+        self._plans = GenerationCache()
         self._http_clients: dict[
             tuple[int, EgressPolicy], tuple[GuardedSession, httpx.AsyncClient]
         ] = {}
@@ -319,7 +318,7 @@ class Engine:
         try:
             get_agent(session, caller, stored.id)
         except NotFound:
-            # The same answer as for a missing name, so names of private agents stay unknown.
+            # The same error as for a missing name, so names of private agents stay unknown.
             raise NotFound(f"no agent named {agent_name!r}") from None
         stored = service.runnable_agent(session, stored.id, utc_now())
         policy = self.academy.egress_policy(session)
@@ -382,7 +381,7 @@ def _model_tool(exported: Mapping[str, Any]) -> ModelTool:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a stateless run of one agent for one caller needs, read at one generation of the
+    """The parts of a stateless run of one agent for one caller, read at one generation of the
     configuration. Only the agent's expiry depends on the time, so it is checked on each use."""
 
     agent: Agent
@@ -393,9 +392,7 @@ class _Plan:
     route: ProviderRoute
 
     def check_runnable(self, now: datetime) -> None:
-        if self.expires_at is not None and self.expires_at <= now:
-            # The message of service.runnable_agent.
-            raise Refused(f"agent {self.agent_name!r} expired and cannot run")
+        service.check_not_expired(self.agent_name, self.expires_at, now)
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,14 @@ def runnable_agent(session: Session, agent_id: int, now: datetime) -> Agent:
         raise Refused(f"agent {agent.name!r} is quarantined and cannot run")
     if agent.status != AgentStatus.ACTIVE:
         raise Refused(f"agent {agent.name!r} is {agent.status} and cannot run")
-    if agent.expires_at is not None and agent.expires_at <= now:
-        raise Refused(f"agent {agent.name!r} expired and cannot run")
+    check_not_expired(agent.name, agent.expires_at, now)
     return agent
+
+
+def check_not_expired(name: str, expires_at: datetime | None, now: datetime) -> None:
+    """Raise Refused when the agent ``name`` has expired at ``now``."""
+    if expires_at is not None and expires_at <= now:
+        raise Refused(f"agent {name!r} expired and cannot run")
 
 
 def create_session(

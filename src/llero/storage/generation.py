@@ -81,19 +81,17 @@ def current_generation(session: Session) -> int | None:
 
     None when the row is missing, and then nothing may be served from a cache.
     """
+    connection = session.connection()
+    transaction = session.get_transaction()
     cached = session.info.get(_SESSION_KEY)
-    if cached is not None:
-        generation: int | None = cached[0]
+    # A session can run several transactions; each reads the generation again.
+    if cached is not None and cached[0] is transaction:
+        generation: int | None = cached[1]
         return generation
-    rows = _READ.execute(session.connection())
+    rows = _READ.execute(connection)
     generation = int(rows[0][0]) if rows else None
-    session.info[_SESSION_KEY] = (generation,)
+    session.info[_SESSION_KEY] = (transaction, generation)
     return generation
-
-
-def forget_generation(session: Session) -> None:
-    """Drop the generation read by ``session``'s transaction, for a session used again after."""
-    session.info.pop(_SESSION_KEY, None)
 
 
 class GenerationCache:
@@ -121,20 +119,11 @@ class GenerationCache:
         with self._lock:
             if len(self._entries) >= CACHE_ENTRIES_MAX:
                 self._entries.clear()
-            kept = self._entries.get(key)
+            stored = self._entries.get(key)
             # A request that read a newer generation may have stored its value meanwhile.
-            if kept is None or kept[0] < generation:
+            if stored is None or stored[0] < generation:
                 self._entries[key] = (generation, value)
         return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-def watched_tables(table_names: list[str]) -> list[str]:
-    """Return the names in ``table_names`` that the generation triggers watch, sorted."""
-    return sorted(name for name in table_names if name not in UNWATCHED)
 
 
 def trigger_statements(

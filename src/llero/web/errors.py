@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llero.academy.budgets import BudgetExceeded
 from llero.access.permissions import LockedDown, NotAuthenticated, PermissionDenied
 from llero.errors import (
     Conflict,
@@ -85,7 +86,7 @@ def _respond(
     request_id = request_id_of(request.scope)
     if not request.url.path.startswith(OPENAI_PREFIX):
         return JSONResponse(error_body(code, message, request_id, details), status_code=status)
-    quota_exhausted = code == "budget_exceeded"
+    quota_exhausted = code == BudgetExceeded.code
     if quota_exhausted:
         status, code = OPENAI_QUOTA_STATUS, OPENAI_QUOTA_CODE
     body = {
@@ -99,8 +100,8 @@ def _respond(
     }
     response = JSONResponse(body, status_code=status)
     if 400 <= status < 500 and (status != 429 or quota_exhausted):
-        # OpenAI's clients retry a 409 or a 429 unless the response says not to. A refusal (a
-        # used-up budget, a quarantined agent) returns the same error until something changes.
+        # OpenAI's clients retry a 409 or a 429 unless this header is false. A refusal (a used-up
+        # budget, a quarantined agent) returns the same error until something changes.
         response.headers["x-should-retry"] = "false"
     return response
 
