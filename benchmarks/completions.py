@@ -153,9 +153,9 @@ def wrk(url: str, body: str, connections: int, seconds: int, token: str | None) 
 
 
 def stream_seconds(url: str, body: str, token: str | None) -> float:
-    """Return the seconds curl takes to read a whole streamed answer.
+    """Return the seconds curl takes to read a whole streamed response.
 
-    curl, being native, takes little of the CPU that the provider and Llero share; a Python
+    curl is native, so it takes little of the CPU that the provider and Llero share. A Python
     client took more than either of them.
     """
     auth = ["-H", f"Authorization: Bearer {token}"] if token else []

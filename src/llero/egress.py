@@ -337,7 +337,7 @@ def _checked_addresses(
     """Check every address of ``host``; return the one to connect to."""
     if not addresses:
         raise EgressRefused(f"{host} did not resolve to any address")
-    # Every address must pass: a resolver answer mixing public and private addresses is a known
+    # Every address must pass: a resolver result mixing public and private addresses is a known
     # way to slip a private one past a check of the first.
     for address in addresses:
         check_address(address, host, port, policy)

@@ -356,9 +356,9 @@ def test_migration_fills_totals_from_records(database: Database, people: People)
         spend(session, people, 300)
         spend(session, people, 200, other=True)
         spend(session, people, 50, at=NOW - timedelta(days=40))
-    kept = _totals(database)
+    before = _totals(database)
 
     migrate.downgrade(database.engine, "0016")
     migrate.upgrade(database.engine)
 
-    assert _totals(database) == kept
+    assert _totals(database) == before

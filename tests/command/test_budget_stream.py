@@ -136,7 +136,7 @@ def test_budget_crossed_mid_stream_cuts_answer(
     again = client.post(
         "/v1/chat/completions", json=STREAM_BODY, headers={"Authorization": f"Bearer {token}"}
     )
-    # As OpenAI answers an exhausted quota, and told not to retry.
+    # The status and type of OpenAI's exhausted quota, with retries switched off.
     assert again.status_code == 429
     assert again.headers["x-should-retry"] == "false"
     assert "budget" in again.json()["error"]["message"]

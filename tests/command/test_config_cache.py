@@ -84,7 +84,7 @@ def script(client: TestClient, configured: dict[str, Any]) -> Iterator[TestClien
         yield calling
 
 
-def _refused(script: TestClient, words: str) -> None:
+def _assert_refused(script: TestClient, words: str) -> None:
     response = script.post("/v1/chat/completions", json=BODY)
     assert response.status_code in {403, 404, 409, 429}, response.text
     assert words in response.json()["error"]["message"]
@@ -118,7 +118,7 @@ def test_quarantine_stops_the_next_call(
     )
     assert quarantined.status_code == 200, quarantined.text
 
-    _refused(script, "quarantined")
+    _assert_refused(script, "quarantined")
 
 
 def test_revoked_grant_stops_the_next_call(
@@ -129,7 +129,7 @@ def test_revoked_grant_stops_the_next_call(
     )
     assert revoked.status_code == 204, revoked.text
 
-    _refused(script, "not_granted")
+    _assert_refused(script, "not_granted")
 
 
 def test_new_budget_applies_to_the_next_call(
@@ -146,10 +146,10 @@ def test_new_budget_applies_to_the_next_call(
     )
     assert budget.status_code == 201, budget.text
 
-    _refused(script, "budget")
+    _assert_refused(script, "budget")
     # The first refusal read the budgets in a transaction that was rolled back; the cached
     # copies must outlive it.
-    _refused(script, "budget")
+    _assert_refused(script, "budget")
 
 
 def test_plain_sql_change_applies_to_next_call(
@@ -162,7 +162,7 @@ def test_plain_sql_change_applies_to_next_call(
             {"id": configured["agent_id"]},
         )
 
-    _refused(script, "disabled")
+    _assert_refused(script, "disabled")
 
 
 def test_agent_expiry_is_checked_on_every_call(
@@ -182,4 +182,4 @@ def test_agent_expiry_is_checked_on_every_call(
     # Only the clock moves: the cached plan must still refuse the expired agent.
     monkeypatch.setattr(engine_module, "utc_now", lambda: expires + timedelta(seconds=1))
 
-    _refused(script, "expired")
+    _assert_refused(script, "expired")

@@ -10,7 +10,7 @@ from llero.storage.threads import DATABASE_THREADS, run_database_work
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
 
 
-def test_work_runs_on_a_database_thread_with_the_callers_context() -> None:
+def test_work_keeps_caller_context() -> None:
     def work(number: int) -> tuple[str, str, int]:
         return threading.current_thread().name, request_id.get(), number * 2
 
@@ -25,16 +25,16 @@ def test_work_runs_on_a_database_thread_with_the_callers_context() -> None:
     assert doubled == 42
 
 
-def test_at_most_database_threads_run_at_once() -> None:
+def test_concurrency_capped_at_thread_count() -> None:
     running = 0
-    most = 0
+    peak = 0
     lock = threading.Lock()
 
     def work() -> None:
-        nonlocal running, most
+        nonlocal running, peak
         with lock:
             running += 1
-            most = max(most, running)
+            peak = max(peak, running)
         time.sleep(0.02)
         with lock:
             running -= 1
@@ -44,4 +44,4 @@ def test_at_most_database_threads_run_at_once() -> None:
 
     asyncio.run(many())
 
-    assert most == DATABASE_THREADS
+    assert peak == DATABASE_THREADS

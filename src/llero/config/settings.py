@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Server processes sharing the port. More than one needs rate limits in Redis (or none), no
-    # log file, and the vault's master key at start; `llero serve` says which is missing.
+    # log file, and the vault's master key at start; `llero serve` names the first one missing.
     workers: int = Field(default=1, ge=1, le=32)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None

@@ -257,8 +257,7 @@ class VaultService:
     ) -> Secret[str]:
         """Decrypt or fetch a version (the current one by default) and record when it was last
         used. With ``cache``, the stored envelopes are kept until the configuration changes;
-        recording the
-        time of last use, at most once per LAST_USED_PRECISION, changes it.
+        recording the time of last use does not count as a change.
 
         Raises NotFound for an unknown secret or version, Refused for a destroyed or expired
         version, CiphertextInvalid when the stored envelope does not open, VaultSealed, and
@@ -559,8 +558,8 @@ _RECORDED_USES_MAX = 10_000
 def _record_use(session: Session, stored: _StoredValue, recorded: dict[int, datetime]) -> None:
     """Set the version's last_used_at, at most once per LAST_USED_PRECISION.
 
-    ``recorded`` holds when this service last set it, by version id: a cached ``stored`` keeps
-    the last_used_at it was read with.
+    ``recorded`` maps version ids to when this service last set them, because a cached
+    ``stored`` keeps the last_used_at it was read with.
     """
     moment = utc_now()
     last = max(
