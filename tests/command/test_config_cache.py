@@ -91,7 +91,11 @@ def _assert_refused(script: TestClient, words: str) -> None:
 
 
 def test_repeated_call_reads_no_configuration(
-    script: TestClient, database: Database, provider_server: ProviderServer
+    script: TestClient,
+    client: TestClient,
+    database: Database,
+    provider_server: ProviderServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     statements: list[str] = []
 
@@ -108,6 +112,13 @@ def test_repeated_call_reads_no_configuration(
     assert provider_server.received[-1]["headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
     configuration = ("FROM agents", "FROM providers", "FROM secret_grants", "FROM budgets")
     assert [s for s in statements if any(table in s for table in configuration)] == []
+    # The key served from the cached envelope reaches the provider only.
+    assert PROVIDER_KEY not in again.text
+    assert PROVIDER_KEY not in caplog.text
+    assert PROVIDER_KEY not in client.get("/api/audit/export").text
+    with database.engine.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM secret_versions")).all()
+    assert PROVIDER_KEY not in repr(rows)
 
 
 def test_quarantine_stops_the_next_call(
