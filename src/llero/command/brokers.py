@@ -75,8 +75,7 @@ class LiveAcademy:
         what is left of the tightest budget, or None when none applies.
 
         The refusal rolls back the caller's transaction, so its audit record is written in a
-        transaction of its own. The caller has only read so far, so on SQLite (WAL) this second
-        writer does not wait for the first.
+        transaction of its own.
         """
         budgets = self._cache.get(
             session,
@@ -86,9 +85,14 @@ class LiveAcademy:
         try:
             status = check_budget(session, user_id, agent_id, utc_now(), budgets)
         except BudgetExceeded as refusal:
-            with self._database.transaction() as own:
-                origin = Origin(Actor.user(user_id))
-                record_refusal(own, origin, refusal, agent_id=agent_id, session_id=None)
+            origin = Origin(Actor.user(user_id))
+            # Deferred work may run after this block, where the name ``refusal`` is gone.
+            exceeded = refusal
+
+            def record(own: Session) -> None:
+                record_refusal(own, origin, exceeded, agent_id=agent_id, session_id=None)
+
+            self._database.in_own_transaction(session, record)
             log.info(
                 "budget_exceeded",
                 budget_id=refusal.spending.budget.id,

@@ -56,7 +56,7 @@ from llero.logs import get_logger
 from llero.storage.base import utc_now
 from llero.storage.db import Database
 from llero.storage.generation import GenerationCache
-from llero.storage.threads import run_database_work
+from llero.storage.threads import run_transaction
 from llero.vault.keyring import Keyring
 
 log = get_logger("llero.command")
@@ -345,13 +345,8 @@ class Engine:
         return Agent(route.model, stored.system_prompt, tools)
 
     async def in_transaction(self, work: Callable[[Session], Any]) -> Any:
-        """Run ``work`` in one database transaction on a worker thread; return its result."""
-
-        def transaction() -> Any:
-            with self.database.transaction() as session:
-                return work(session)
-
-        return await run_database_work(transaction)
+        """Run ``work`` in one database transaction and return its result."""
+        return await run_transaction(self.database, work)
 
 
 def _user_of(caller: Caller) -> int:

@@ -20,7 +20,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from sqlalchemy.orm import Session
+
+from llero.storage.db import BUSY_TIMEOUT_MS, Database
+from llero.storage.immediate import WriteLockBusy
+
 DATABASE_THREADS = 4
+
+# The first and the longest pause between two tries of a transaction on the event loop while
+# another connection holds SQLite's write lock.
+RETRY_FIRST_SECONDS = 0.0005
+RETRY_MAX_SECONDS = 0.004
 
 Parameters = ParamSpec("Parameters")
 Result = TypeVar("Result")
@@ -41,3 +51,36 @@ async def run_database_work(
     context = contextvars.copy_context()
     call = functools.partial(context.run, work, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_executor, call)
+
+
+async def run_transaction(database: Database, work: Callable[[Session], Result]) -> Result:
+    """Run ``work`` in one transaction of ``database`` and return its result.
+
+    On SQLite the transaction runs on the event loop itself, once no other connection holds the
+    write lock. A short transaction costs less than the hand-off to a thread and back, and once
+    the lock is held no statement waits, so the loop is held only for the transaction's own
+    work. While another connection holds the lock, the loop serves other requests and tries
+    again after a few milliseconds; past the busy timeout the transaction goes to a worker
+    thread, which waits as long again. On PostgreSQL, where each statement is a network round
+    trip, the transaction always runs on a thread.
+    """
+    if database.is_sqlite:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.0
+        while loop.time() < deadline:
+            try:
+                with database.transaction_without_waiting() as session:
+                    return work(session)
+            except WriteLockBusy:
+                pass
+            # Polling, as SQLite's own busy handler does, but without holding the loop. Another
+            # connection's lock lasts about a millisecond, or a few during a checkpoint.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2 or RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS)
+    return await run_database_work(_in_transaction, database, work)
+
+
+def _in_transaction(database: Database, work: Callable[[Session], Result]) -> Result:
+    with database.transaction() as session:
+        return work(session)

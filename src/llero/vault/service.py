@@ -179,7 +179,9 @@ class VaultService:
             self._discard(placed)
             raise Conflict(f"a secret named {name!r} already exists") from None
         except BackendUnavailable as error:
-            self._record_failure(origin, error, secret_id=None, version=1, name=name)
+            self._record_failure(
+                origin, error, secret_id=None, version=1, session=session, name=name
+            )
             raise
         except BaseException:
             self._discard(placed)
@@ -236,7 +238,9 @@ class VaultService:
             self._discard(placed)
             raise Conflict(f"secret {secret_id} changed meanwhile; retry") from None
         except BackendUnavailable as error:
-            self._record_failure(origin, error, secret_id=secret_id, version=number)
+            self._record_failure(
+                origin, error, secret_id=secret_id, version=number, session=session
+            )
             raise
         except BaseException:
             self._discard(placed)
@@ -279,7 +283,9 @@ class VaultService:
                 _record_use(active, stored, self._recorded_uses)
         except BackendUnavailable as error:
             number = stored.version if stored is not None else version
-            self._record_failure(origin, error, secret_id=secret_id, version=number)
+            self._record_failure(
+                origin, error, secret_id=secret_id, version=number, session=session
+            )
             raise
         return Secret(plaintext.reveal().decode("utf-8"))
 
@@ -312,7 +318,9 @@ class VaultService:
                     row.destroyed_at = utc_now()
                     active.flush()
         except BackendUnavailable as error:
-            self._record_failure(origin, error, secret_id=secret_id, version=version)
+            self._record_failure(
+                origin, error, secret_id=secret_id, version=version, session=session
+            )
             raise
         logger.info("vault_secret_version_destroyed", secret_id=secret_id, version=version)
         return version_info(row)
@@ -444,6 +452,7 @@ class VaultService:
         *,
         secret_id: int | None,
         version: int | None,
+        session: Session | None,
         name: str | None = None,
     ) -> None:
         """Record a backend failure in its own transaction, since the action's rolled back."""
@@ -458,18 +467,16 @@ class VaultService:
             detail["name"] = name
         logger.warning("vault_backend_failed", secret_id=secret_id, **detail)
         target = None if secret_id is None else Target.of("secret", secret_id)
-        try:
-            with self._database.transaction() as session:
-                record_as(
-                    session,
-                    origin or _SYSTEM_ORIGIN,
-                    AuditEvent.VAULT_BACKEND_FAILED,
-                    target,
-                    detail,
-                )
-        # The call fails either way, and the caller must still get its 503.
-        except Exception:
+
+        def write(own: Session) -> None:
+            event = AuditEvent.VAULT_BACKEND_FAILED
+            record_as(own, origin or _SYSTEM_ORIGIN, event, target, detail)
+
+        def unaudited(_error: Exception) -> None:
+            # The call fails either way, and the caller must still get its 503.
             logger.exception("vault_backend_failure_unaudited", secret_id=secret_id, **detail)
+
+        self._database.in_own_transaction(session, write, on_error=unaudited)
 
 
 @dataclass(frozen=True)
