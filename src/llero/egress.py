@@ -400,6 +400,9 @@ class GuardedSession:
                 total=None, sock_connect=timeout.connect, sock_read=timeout.read
             ),
             trust_env=False,
+            # A provider's cookies would go with the next call of any user and agent that
+            # shares this session, so none is kept.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     def post(

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -110,7 +111,11 @@ def test_endpoint_parse_rejects_missing_port() -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # The Cookie header of each request, or None when it had none.
+    cookies_received: ClassVar[list[str | None]] = []
+
     def do_GET(self) -> None:
+        _Handler.cookies_received.append(self.headers.get("Cookie"))
         if self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
@@ -118,6 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = b'{"ok": true}'
         self.send_response(200)
+        if self.path == "/cookie":
+            self.send_header("Set-Cookie", "provider_session=planted-by-provider; Path=/")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -190,6 +197,27 @@ async def test_guarded_session_reaches_allowed_endpoint(local_server: int) -> No
     policy = EgressPolicy.of([], [f"127.0.0.1:{local_server}"])
     session = GuardedSession(policy, timeout=TIMEOUT, resolver=_no_dns)
     assert await _post(session, f"http://127.0.0.1:{local_server}/") == (200, b'{"ok": true}')
+
+
+async def test_guarded_session_keeps_no_cookies(local_server: int) -> None:
+    async def local(host: str, port: int) -> Sequence[IPAddress]:
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    # A name, not an IP literal: aiohttp's default jar drops cookies from IP addresses.
+    base = f"http://ollama.internal:{local_server}"
+    policy = EgressPolicy.of([], [f"ollama.internal:{local_server}"])
+    session = GuardedSession(policy, timeout=TIMEOUT, resolver=local)
+    _Handler.cookies_received.clear()
+    try:
+        # The session is shared by every run with this egress policy, whoever started it.
+        async with session.post(f"{base}/cookie", json={}, headers={}) as response:
+            assert "provider_session" in response.headers.get("Set-Cookie", "")
+        async with session.post(f"{base}/", json={}, headers={}):
+            pass
+    finally:
+        await session.aclose()
+
+    assert _Handler.cookies_received == [None, None]
 
 
 async def test_guarded_session_connects_to_the_checked_address(local_server: int) -> None:

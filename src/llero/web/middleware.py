@@ -20,7 +20,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llero.web.bodies import json_depth_exceeds, json_has_nul
-from llero.web.headers import apply_security_headers
+from llero.web.headers import secure_headers
 from llero.web.responses import send_error
 
 log = structlog.get_logger("llero.web")
@@ -60,9 +60,10 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                apply_security_headers(headers, tls=self.tls)
-                headers["X-Request-ID"] = request_id
+                own = [pair for pair in message.get("headers", ()) if pair[0] != b"x-request-id"]
+                headers = secure_headers(own, tls=self.tls)
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
