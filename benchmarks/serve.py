@@ -134,6 +134,9 @@ class FixedViewer:
     def authenticate(self, _request: Request) -> Principal:
         return self.principal
 
+    async def principal_of(self, _request: Request) -> Principal:
+        return self.principal
+
 
 def serve_without_authentication(port: int) -> None:
     """Serve the app of LLERO_DATA_DIR on ``port`` as `llero serve` does, minus authentication."""
