@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from llero.audit.context import Origin
+from llero.audit.context import Origin, RequestContext
 from llero.barracks.models import Agent
 from llero.command.engine import ProviderRoute
 from llero.command.providers.base import Usage
@@ -53,7 +53,14 @@ class LocalAcademy:
         self.resolved.append(purpose)
         return Secret(SIGNING_KEY if purpose.startswith("webhook:") else PROVIDER_KEY)
 
-    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> int | None:
+    def check_budget(
+        self,
+        session: Session,
+        *,
+        user_id: int,
+        agent_id: int,
+        request: RequestContext | None = None,
+    ) -> int | None:
         if self.over_budget:
             raise Refused("the daily budget of this user is spent; it resets at midnight UTC")
         return None

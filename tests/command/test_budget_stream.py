@@ -96,6 +96,10 @@ def test_openai_client_gets_quota_error_without_retrying(
     assert raised.value.code == "insufficient_quota"
     exported = client.get("/api/audit/export", params={"event": "budget:exceeded"})
     assert exported.text.count('"budget:exceeded"') == 1
+    (refusal,) = [json.loads(line) for line in exported.text.splitlines() if line]
+    # The refusal's record names the request the client got its error for.
+    assert refusal["request_id"] == raised.value.response.headers["x-request-id"]
+    assert refusal["client_address"] == "127.0.0.1"
     assert provider_server.received == []
 
 

@@ -8,8 +8,10 @@ import openai
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from llero.access.roles import Role
+from llero.barracks.models import Agent
 from llero.command.engine import Engine
 from tests.command.helpers import LocalAcademy, WebhookServer, serve_app, serve_webhooks
 from tests.command.provider_server import PlannedCall, ProviderServer
@@ -147,4 +149,29 @@ def test_refusal_reaches_openai_client_once(
     assert raised.value.code == "refused"
     assert len(sent) == 1
     assert provider_server.received == []
+    http_client.close()
+
+
+def test_provider_failure_is_bad_gateway(
+    app: FastAPI, llero_url: str, api_token: str, provider_server: ProviderServer
+) -> None:
+    sent: list[httpx.Request] = []
+    http_client = httpx.Client(event_hooks={"request": [sent.append]})
+    client = openai.OpenAI(
+        base_url=f"{llero_url}/v1", api_key=api_token, max_retries=2, http_client=http_client
+    )
+    # The provider server answers this model with a body that is not JSON.
+    with app.state.database.transaction() as session:
+        session.execute(update(Agent).where(Agent.name == "weather").values(model="malformed"))
+
+    with pytest.raises(openai.InternalServerError) as raised:
+        client.chat.completions.create(
+            model="agent:weather", messages=[{"role": "user", "content": QUESTION}]
+        )
+
+    assert raised.value.status_code == 502
+    assert raised.value.code == "provider_failed"
+    # A malformed answer comes again on a retry, so the client is told not to retry.
+    assert raised.value.response.headers["x-should-retry"] == "false"
+    assert len(sent) == 1
     http_client.close()

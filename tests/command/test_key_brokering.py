@@ -60,6 +60,7 @@ def _send(dev_client: TestClient, chat_id: int) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert PROVIDER_KEY not in response.text
     result: dict[str, Any] = response.json()
+    result["request_id"] = response.headers["x-request-id"]
     return result
 
 
@@ -97,3 +98,6 @@ def test_granted_agent_calls_provider_with_key(
     assert PROVIDER_KEY not in export.text
     used = [json.loads(line) for line in export.text.splitlines() if '"secret:used"' in line]
     assert len(used) == 1
+    # The agent used the key, for the request that started the run.
+    assert used[0]["actor"] == {"kind": "agent", "id": str(agent_id)}
+    assert used[0]["request_id"] == result["request_id"]

@@ -12,7 +12,7 @@ from llero.academy.budgets import (
 from llero.academy.providers import ModelPrice, endpoint_of, get_provider_by_name, model_price
 from llero.academy.resolution import resolve_for_agent
 from llero.academy.usage import record_usage
-from llero.audit.context import Actor, Origin
+from llero.audit.context import Actor, Origin, RequestContext
 from llero.barracks.models import Agent
 from llero.command.engine import ProviderRoute
 from llero.command.providers.base import Usage
@@ -70,7 +70,14 @@ class LiveAcademy:
             cache=self._cache,
         )
 
-    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> int | None:
+    def check_budget(
+        self,
+        session: Session,
+        *,
+        user_id: int,
+        agent_id: int,
+        request: RequestContext | None = None,
+    ) -> int | None:
         """Raise BudgetExceeded when a budget is used up, after recording the refusal; return
         what is left of the tightest budget, or None when none applies.
 
@@ -85,7 +92,7 @@ class LiveAcademy:
         try:
             status = check_budget(session, user_id, agent_id, utc_now(), budgets)
         except BudgetExceeded as refusal:
-            origin = Origin(Actor.user(user_id))
+            origin = Origin(Actor.user(user_id), request)
             # Deferred work may run after this block, where the name ``refusal`` is gone.
             exceeded = refusal
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llero.access.ownership import Caller
-from llero.audit.context import Actor, Origin
+from llero.audit.context import Actor, Origin, RequestContext
 from llero.barracks.models import Agent as StoredAgent
 from llero.barracks.service import get_agent
 from llero.command import service
@@ -95,9 +95,17 @@ class Academy(Protocol):
         origin: Origin,
     ) -> Secret[str]: ...
 
-    def check_budget(self, session: Session, *, user_id: int, agent_id: int) -> int | None:
+    def check_budget(
+        self,
+        session: Session,
+        *,
+        user_id: int,
+        agent_id: int,
+        request: RequestContext | None = None,
+    ) -> int | None:
         """Raise Refused when a budget is used up; return what is left of the tightest one, in
-        micro-dollars, or None when no budget applies."""
+        micro-dollars, or None when no budget applies. ``request`` is the HTTP request the
+        refusal's audit record names."""
         ...
 
     def cost_micros(self, route: ProviderRoute, usage: Usage) -> int | None:
@@ -203,7 +211,7 @@ class Engine:
                 lambda session: self._prepare(session, caller, chat_id)
             )
             agent, history, stored_agent_id, policy = prepared
-            scope = _RunScope(user_id, chat_id, stored_agent_id)
+            scope = _RunScope(user_id, chat_id, stored_agent_id, caller.origin.request)
             result = await self._loop(scope, agent, history, policy, on_text, save=True)
         except LleroError as error:
             result = RunResult(RunStatus.FAILED, error=error.message)
@@ -243,7 +251,7 @@ class Engine:
                 lambda: self._stateless_plan(session, caller, agent_name),
             )
             plan.check_runnable(utc_now())
-            scope = _RunScope(user_id, None, plan.agent_id)
+            scope = _RunScope(user_id, None, plan.agent_id, caller.origin.request)
             # The first step's budget check and key are settled in this transaction too, so a
             # one-step answer costs one database round trip before the provider call.
             brokered = _broker(self, session, scope, plan.route)
@@ -396,6 +404,8 @@ class _RunScope:
     # None for a stateless run, which stores no messages.
     chat_id: int | None
     agent_id: int
+    # The HTTP request that started the run, named by its audit records.
+    request: RequestContext | None = None
 
     @property
     def session_ref(self) -> str:
@@ -406,7 +416,7 @@ class _RunScope:
 
     @property
     def origin(self) -> Origin:
-        return Origin(Actor.agent(self.agent_id))
+        return Origin(Actor.agent(self.agent_id), self.request)
 
 
 @dataclass(frozen=True)
@@ -433,7 +443,9 @@ def _broker(engine: Engine, session: Session, scope: _RunScope, route: ProviderR
             log.info("agent_rate_limited", agent_id=scope.agent_id, retry_after=limited.retry_after)
             raise
     academy = engine.academy
-    budget_left = academy.check_budget(session, user_id=scope.user_id, agent_id=scope.agent_id)
+    budget_left = academy.check_budget(
+        session, user_id=scope.user_id, agent_id=scope.agent_id, request=scope.request
+    )
     key = None
     if route.secret_id is not None:
         key = academy.resolve(
@@ -571,7 +583,10 @@ class _Hooks(RunHooks):
             # With the estimated usage recorded, the check finds the budget used up and
             # records the refusal in the audit trail.
             academy.check_budget(
-                session, user_id=self._scope.user_id, agent_id=self._scope.agent_id
+                session,
+                user_id=self._scope.user_id,
+                agent_id=self._scope.agent_id,
+                request=self._scope.request,
             )
 
         message = (

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llero.academy.budgets import BudgetExceeded
 from llero.access.permissions import LockedDown, NotAuthenticated, PermissionDenied
+from llero.command.providers.base import FailureKind, ProviderFailure
 from llero.errors import (
     Conflict,
     InvalidInput,
@@ -53,6 +54,8 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     TooManyAttempts: 429,
     BackendUnavailable: 503,
     MailDeliveryFailed: 502,
+    # The request was fine, and the provider behind Llero failed to answer it (RFC 9110 502).
+    ProviderFailure: 502,
     MailUnavailable: 503,
     RateLimited: 429,
     UnsealThrottled: 429,
@@ -116,7 +119,13 @@ async def handle_domain_error(request: Request, error: Exception) -> JSONRespons
         # gets the generic answer, so it learns nothing by trying variants.
         log.info("auth:rejected", reason=error.reason)
         error = NotAuthenticated(error.reason)
+    if isinstance(error, ProviderFailure) and error.kind is FailureKind.TIMED_OUT:
+        status = 504
     response = _respond(request, status, error.code, error.message, error.details)
+    if isinstance(error, ProviderFailure) and not error.retryable:
+        # Llero already retried what a retry can fix; a provider that rejects the request or
+        # answers malformed JSON does so again.
+        response.headers["x-should-retry"] = "false"
     if status == 401:
         # RFC 9110 requires a challenge with every 401, and RFC 6750 names the Bearer scheme.
         response.headers["WWW-Authenticate"] = "Bearer"
