@@ -439,6 +439,8 @@ def test_serve_answers_and_stops_cleanly(initialised: Path, serve: Any) -> None:
     logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     request_ids = {entry.get("request_id") for entry in logged if entry["event"] == "request"}
     assert health.headers["x-request-id"] in request_ids
+    events = [entry["event"] for entry in logged]
+    assert events[-1] == "server_stopped"
 
 
 def _children(pid: int) -> list[int]:

@@ -48,8 +48,12 @@ def serve(settings: Settings, database: Database) -> None:
         "ssl_keyfile": settings.tls_keyfile,
     }
     if settings.workers == 1:
+        app = serving_app(settings, database)
+        # uvicorn ends a stop by SIGTERM by raising the signal again, which leaves no finally
+        # block to run, so the app's shutdown disposes of the database.
+        app.state.disposes_database = True
         try:
-            uvicorn.run(serving_app(settings, database), **listen, **_UVICORN_OPTIONS)
+            uvicorn.run(app, **listen, **_UVICORN_OPTIONS)
         finally:
             database.dispose()
         return

@@ -1,6 +1,7 @@
 """The application factory: settings, database, middleware, error handlers and routers."""
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -58,6 +59,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # A worker process owns its database; it checkpoints SQLite's log one last time here.
     if getattr(app.state, "disposes_database", False):
         await asyncio.to_thread(app.state.database.dispose)
+    log.info("server_stopped", process_id=os.getpid())
 
 
 def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
