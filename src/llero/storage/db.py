@@ -50,7 +50,7 @@ def _leave_checkpoints_to_thread(dbapi_connection: Any, _record: Any) -> None:
 CHECKPOINT_SECONDS = 1.0
 
 
-# The longest a restarting checkpoint waits for the write lock and for readers, in ms. Writers
+# The maximum time a RESTART checkpoint waits for the write lock and for readers, in ms. Writers
 # that come meanwhile wait for it, so it is kept short, and a checkpoint that gives up is retried
 # a second later.
 RESTART_WAIT_MS = 20
@@ -130,7 +130,7 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._background_checkpoints = background_checkpoints
-        # Made on first use of transaction_without_waiting, which only the server calls.
+        # Made on the first use of transaction_without_waiting.
         self._immediate: ImmediateTransactions | None = None
         self._checkpoints: _Checkpoints | None = None
         if background_checkpoints and self.is_sqlite:
@@ -169,12 +169,16 @@ class Database:
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         """Run ``work`` in a transaction of its own, apart from that of ``session``, whose
-        rollback must not undo it: the audit record of a refusal, say.
+        rollback must not undo it, such as the audit record of a refusal.
 
         It runs at once, unless ``session`` holds SQLite's write lock from its start (see
         ``transaction_without_waiting``): a second transaction would then wait for that lock
         until it timed out, so ``work`` runs right after the transaction of ``session`` ends.
         An error of the transaction goes to ``on_error`` when one is given, else it is raised.
+
+        NOTE: deferred work runs on the thread of the transaction it waited for, which is the
+        event loop under ``run_transaction``, and there it waits for the write lock, up to the
+        busy timeout, when another process holds it. Only refusals and failures defer work.
         """
         deferred = None if session is None else session.info.get(DEFERRED_KEY)
         apart = functools.partial(self._run_apart, work, on_error)

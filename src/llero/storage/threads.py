@@ -27,7 +27,7 @@ from llero.storage.immediate import WriteLockBusy
 
 DATABASE_THREADS = 4
 
-# The first and the longest pause between two tries of a transaction on the event loop while
+# The first and the maximum pause between two tries of a transaction on the event loop while
 # another connection holds SQLite's write lock.
 RETRY_FIRST_SECONDS = 0.0005
 RETRY_MAX_SECONDS = 0.004
@@ -60,7 +60,7 @@ async def run_transaction(database: Database, work: Callable[[Session], Result])
     write lock. A short transaction costs less than the hand-off to a thread and back, and once
     the lock is held no statement waits, so the loop is held only for the transaction's own
     work. While another connection holds the lock, the loop serves other requests and tries
-    again after a few milliseconds; past the busy timeout the transaction goes to a worker
+    again after a few milliseconds. Past the busy timeout, the transaction goes to a worker
     thread, which waits as long again. On PostgreSQL, where each statement is a network round
     trip, the transaction always runs on a thread.
     """
