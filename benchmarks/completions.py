@@ -47,7 +47,7 @@ from serve import free_port, wait_until_healthy
 
 LLERO = str(Path(sys.executable).parent / "llero")
 STUB = str(Path(__file__).resolve().parent / "provider_stub.py")
-STREAM_RUNS = 9
+STREAM_RUNS = 21
 WARM_UP_SECONDS = 2
 BODY = '{"model": "%s", "messages": [{"role": "user", "content": "Weather in Lisbon?"}]}'
 
@@ -231,14 +231,14 @@ def main() -> None:
                 f"{through['p99'] - direct['p99']:.2f} ms"
             )
         stream_body = BODY.replace("}]}", '}], "stream": true}')
-        # One stream takes a fraction of a second, so the median of several is compared.
-        direct_s = statistics.median(
-            stream_seconds(direct_url, stream_body % "bench", None) for _ in range(STREAM_RUNS)
-        )
-        through_s = statistics.median(
-            stream_seconds(llero_url, stream_body % "agent:bench", token)
-            for _ in range(STREAM_RUNS)
-        )
+        # One stream takes a fraction of a second, so the median of several is compared. The
+        # runs alternate, so a change in the machine's speed meanwhile slows both alike.
+        direct_runs, through_runs = [], []
+        for _ in range(STREAM_RUNS):
+            direct_runs.append(stream_seconds(direct_url, stream_body % "bench", None))
+            through_runs.append(stream_seconds(llero_url, stream_body % "agent:bench", token))
+        direct_s = statistics.median(direct_runs)
+        through_s = statistics.median(through_runs)
         print(
             f"streaming {TOKENS} chunks, median of {STREAM_RUNS}: direct {direct_s:.3f} s, "
             f"through Llero {through_s:.3f} s, "
