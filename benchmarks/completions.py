@@ -11,7 +11,6 @@ the time to relay the provider's whole stream, against reading it straight from 
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keyed import keyed_database
 from provider_stub import TOKENS
 from serve import free_port, wait_until_healthy
+from wrk_runs import run_wrk
 
 LLERO = str(Path(sys.executable).parent / "llero")
 STUB = str(Path(__file__).resolve().parent / "provider_stub.py")
@@ -129,27 +129,12 @@ def prepare(data_dir: Path, provider_port: int) -> str:
 
 
 def wrk(url: str, body: str, connections: int, seconds: int, token: str | None) -> dict[str, float]:
-    script = Path(tempfile.mkdtemp()) / "post.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
-    script.write_text(
+    script = (
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
         f"{auth}wrk.body = [[{body}]]\n"
     )
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in output:
-        raise SystemExit(f"wrk saw error responses:\n{output}")
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
-    for percentile in ("50", "99"):
-        match = re.search(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)", output)
-        assert match, output
-        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
-        result[f"p{percentile}"] = float(match.group(1)) * scale
-    return result
+    return run_wrk(url, connections, seconds, script)
 
 
 def stream_seconds(url: str, body: str, token: str | None) -> float:

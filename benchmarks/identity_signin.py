@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -37,6 +36,7 @@ from llero.storage.base import utc_now
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keyed import keyed_database
+from wrk_runs import run_wrk
 
 LLERO = str(Path(sys.executable).parent / "llero")
 EMAIL = "bench@example.com"
@@ -76,27 +76,6 @@ def wait_until_healthy(base: str, deadline: float) -> None:
     raise SystemExit("llero serve did not answer /healthz in time")
 
 
-def wrk(url: str, seconds: int, connections: int, script: str) -> dict[str, float]:
-    """Run wrk on ``url`` with the Lua ``script``; return requests per second, p50 and p99 (s)."""
-    path = Path(tempfile.mkdtemp()) / "request.lua"
-    path.write_text(script)
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(path), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in output:
-        raise SystemExit(f"wrk saw error responses:\n{output}")
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
-    for percentile in ("50", "99"):
-        match = re.search(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)\b", output)
-        assert match, output
-        scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[match.group(2)]
-        result[f"p{percentile}"] = float(match.group(1)) * scale
-    return result
-
-
 def read_script(token: str) -> str:
     return f'wrk.headers["Authorization"] = "Bearer {token}"\n'
 
@@ -119,19 +98,20 @@ def measure(
     token = signed_in.json()["access_token"]
     read_url = f"{base}{path}"
     # Warm-up, not measured.
-    wrk(read_url, 2, 1, read_script(token))
-    idle = wrk(read_url, seconds, 1, read_script(token))
+    run_wrk(read_url, 1, 2, read_script(token))
+    idle = run_wrk(read_url, 1, seconds, read_script(token))
 
     signins: dict[str, float] = {}
 
     def flood() -> None:
-        signins.update(wrk(f"{base}/api/auth/signin", seconds + 2, concurrency, signin_script()))
+        url = f"{base}/api/auth/signin"
+        signins.update(run_wrk(url, concurrency, seconds + 2, signin_script()))
 
     flooding = threading.Thread(target=flood)
     flooding.start()
     # The reads start once the sign-ins are in flight and end before they stop.
     time.sleep(1)
-    loaded = wrk(read_url, seconds, 1, read_script(token))
+    loaded = run_wrk(read_url, 1, seconds, read_script(token))
     flooding.join()
     return idle, loaded, signins
 
@@ -190,13 +170,12 @@ def main() -> None:
     print(f"sign-ins {options.concurrency} at a time, SQLite")
     print(f"sign-ins per second: {signins['rps']:.1f}")
     print(
-        f"sign-in latency: median {signins['p50'] * 1000:.0f} ms, "
-        f"p99 {signins['p99'] * 1000:.0f} ms"
+        f"sign-in latency: median {signins['p50']:.0f} ms, p99 {signins['p99']:.0f} ms"
     )
     for label, reads in (("idle", idle), ("during sign-ins", loaded)):
         print(
             f"GET {options.read_path} {label}, 1 connection: {reads['rps']:.0f} reads/s, "
-            f"median {reads['p50'] * 1000:.2f} ms, p99 {reads['p99'] * 1000:.2f} ms"
+            f"median {reads['p50']:.2f} ms, p99 {reads['p99']:.2f} ms"
         )
     print(f"p99 during sign-ins / idle p99: {loaded['p99'] / idle['p99']:.2f} (goal: at most 2)")
 
