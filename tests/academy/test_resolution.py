@@ -133,6 +133,22 @@ def test_ungranted_agent_denied(app: FastAPI, database: Database, granted: tuple
     assert _denial(app, stranger, secret_id) is DenialReason.NOT_GRANTED
 
 
+def test_denial_says_how_to_grant(
+    app: FastAPI, database: Database, granted: tuple[int, int]
+) -> None:
+    _, secret_id = granted
+    stranger = add_agent(database, "stranger")
+
+    with pytest.raises(ResolutionDenied) as caught:
+        _resolve(app, stranger, secret_id)
+
+    assert caught.value.message == (
+        f"agent {stranger} may not use secret {secret_id}: not_granted (the agent holds no "
+        "grant of this secret for this purpose; the secret's owner or an admin grants it with "
+        f"POST /api/secrets/{secret_id}/grants)"
+    )
+
+
 def test_other_purpose_denied(app: FastAPI, granted: tuple[int, int]) -> None:
     agent_id, secret_id = granted
 

@@ -52,13 +52,32 @@ class DenialReason(StrEnum):
     WRONG_PROVIDER = "wrong_provider"
 
 
+# What lifts each denial, for the message the caller gets.
+_REMEDIES = {
+    DenialReason.AGENT_EXPIRED: "the agent has expired; its owner sets a later expires_at",
+    DenialReason.AGENT_NOT_ACTIVE: "the agent is disabled; its owner sets its status to active",
+    DenialReason.AGENT_NOT_FOUND: "the agent does not exist",
+    DenialReason.AGENT_QUARANTINED: "the agent is quarantined; an admin releases it",
+    DenialReason.NOT_GRANTED: (
+        "the agent holds no grant of this secret for this purpose; the secret's owner or an "
+        "admin grants it with POST /api/secrets/{secret_id}/grants"
+    ),
+    DenialReason.SECRET_EXPIRED: "the secret has expired; its owner adds a new version",
+    DenialReason.WRONG_PROVIDER: (
+        "the key belongs to another provider than the agent's; grant the key of the agent's "
+        "provider, for the purpose provider:<name>"
+    ),
+}
+
+
 class ResolutionDenied(Refused):
     """The agent may not use the secret now; ``reason`` says which check failed."""
 
     code = "resolution_denied"
 
     def __init__(self, reason: DenialReason, agent_id: int, secret_id: int) -> None:
-        super().__init__(f"agent {agent_id} may not use secret {secret_id}: {reason}")
+        remedy = _REMEDIES[reason].format(secret_id=secret_id)
+        super().__init__(f"agent {agent_id} may not use secret {secret_id}: {reason} ({remedy})")
         self.reason = reason
 
 
