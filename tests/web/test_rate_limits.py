@@ -94,7 +94,11 @@ def test_signin_flood_gets_429_with_retry_after(make_app: MakeApp) -> None:
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert refused.json() == {
         "error": "rate_limited",
-        "message": f"too many requests; retry after {refused.headers['retry-after']} seconds",
+        "message": (
+            "too many requests: the sign-in and token requests from this client address reached "
+            f"LLERO_RATE_LIMIT_AUTH (3 per 1 minute); retry after "
+            f"{refused.headers['retry-after']} seconds"
+        ),
         "request_id": refused.headers["x-request-id"],
     }
     exceeded = [entry for entry in logs if entry["event"] == "rate_limit:exceeded"]
@@ -187,11 +191,17 @@ def test_api_token_has_own_budget(make_app: MakeApp) -> None:
         ]
         first = {"Authorization": f"Bearer {tokens[0]}"}
         second = {"Authorization": f"Bearer {tokens[1]}"}
-        statuses = [client.get("/api/tools", headers=first).status_code for _ in range(6)]
+        answers = [client.get("/api/tools", headers=first) for _ in range(6)]
         other_token = client.get("/api/tools", headers=second)
         session = client.get("/api/tools", headers=owner.headers)
 
-    assert statuses == [200] * 5 + [429]
+    assert [answer.status_code for answer in answers] == [200] * 5 + [429]
+    # The message names the limit and its setting, not the token.
+    message = answers[-1].json()["message"]
+    assert message.startswith(
+        "too many requests: the read requests of this API token reached LLERO_RATE_LIMIT_READ"
+    )
+    assert tokens[0] not in message
     assert other_token.status_code == 200
     assert session.status_code == 200
 
@@ -233,6 +243,9 @@ def test_agent_limit_per_agent(make_app: MakeApp) -> None:
     assert raised.value.counter.scope == "agent"
     assert raised.value.counter.identity == "7"
     assert 1 <= raised.value.retry_after <= 60
+    assert raised.value.message.startswith(
+        "too many requests: the model calls of this agent reached LLERO_RATE_LIMIT_AGENT"
+    )
 
 
 def test_two_apps_share_redis_counters(settings: Settings, database: Database) -> None:

@@ -101,12 +101,35 @@ class Counter:
 
 
 class LimitExceeded(RateLimited):
-    """RateLimited that names the counter and the limit, for the log and the audit trail."""
+    """RateLimited that names the counter and the limit, for the log and the audit trail.
+
+    The client's message names the limit and its setting, so a script's author or the admin can
+    tell which one to wait for or raise. It leaves out the counted identity.
+    """
 
     def __init__(self, counter: Counter, limit: str, retry_after: int) -> None:
         super().__init__(retry_after)
         self.counter = counter
         self.limit = limit
+        counted, setting = _counted_and_setting(counter)
+        self.message = (
+            f"too many requests: {counted} reached {setting} ({limit}); "
+            f"retry after {retry_after} seconds"
+        )
+
+
+def _counted_and_setting(counter: Counter) -> tuple[str, str]:
+    """Return what ``counter`` counts, in words, and the setting of its limit."""
+    if counter.scope == "agent":
+        return "the model calls of this agent", "LLERO_RATE_LIMIT_AGENT"
+    if counter.scope == "address" and counter.group is not RouteGroup.AUTH:
+        return "the requests from this client address", "LLERO_RATE_LIMIT_ADDRESS"
+    counted = {
+        "address": "the sign-in and token requests from this client address",
+        "token": f"the {counter.group.value} requests of this API token",
+        "user": f"the {counter.group.value} requests of this user",
+    }[counter.scope]
+    return counted, f"LLERO_RATE_LIMIT_{counter.group.value.upper()}"
 
 
 @dataclass(frozen=True)
