@@ -109,6 +109,18 @@ def test_admin_reads_everyone_by_user(client: TestClient, calls: Calls) -> None:
     assert items[0]["cost_usd"] == "0.005000"
 
 
+def test_user_without_display_name_labelled_by_id(
+    client: TestClient, database: Database, calls: Calls
+) -> None:
+    with database.transaction() as session:
+        session.get_one(User, calls.developer.id).display_name = ""
+
+    items = _items(client.get(USAGE, params={"group_by": "user"}))
+
+    assert items[0]["key"] == str(calls.developer.id)
+    assert items[0]["name"] == f"user {calls.developer.id}"
+
+
 def test_report_by_model_day_and_agent(client: TestClient, calls: Calls) -> None:
     by_model = _items(client.get(USAGE, params={"group_by": "model"}))
     by_day = _items(client.get(USAGE, params={"group_by": "day"}))

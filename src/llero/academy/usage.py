@@ -328,7 +328,10 @@ def _label(group_by: GroupBy, key: object, name: object) -> str:
         return f"deleted {group_by}"
     if isinstance(name, date):
         return name.isoformat()
-    return str(name) if name is not None else ""
+    if not name:
+        # A user without a display name; the email stays out of reports and their CSV files.
+        return f"{group_by} {key}"
+    return str(name)
 
 
 # CSV export.
