@@ -42,6 +42,10 @@ NAMING_CONVENTION = {
 
 
 class Base(DeclarativeBase):
+    # TODO: on SQLite, a new row takes the id of the newest row once that one is deleted,
+    # because no table uses AUTOINCREMENT. Audit records can then name one id for two objects;
+    # their sequence numbers and times tell them apart. Adding AUTOINCREMENT rebuilds every
+    # table, in a migration that must run with foreign keys switched off.
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
