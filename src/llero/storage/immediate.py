@@ -3,9 +3,9 @@
 The server runs its short write transactions on the event loop itself (see
 ``llero.storage.threads.run_transaction``). A statement that waited there for another
 connection's lock would stop every request of the process, so these transactions begin with
-BEGIN IMMEDIATE under a busy timeout of zero: either the lock is free and nothing in the
-transaction waits after that, or the transaction fails before any work and the caller runs it on
-a worker thread, where waiting does no harm.
+BEGIN IMMEDIATE under a busy timeout of zero. Either the lock is free, and nothing in the
+transaction waits after that, or the transaction fails before any work and the caller tries
+again later.
 
 Each thread keeps one connection, opened on its first transaction, because a pool check-out,
 a check-in and SQLAlchemy's BEGIN each cost as much as a short statement. On one event loop a
