@@ -180,7 +180,10 @@ def test_api_token_has_own_budget(make_app: MakeApp) -> None:
     app = make_app(rate_limit_write="20/minute")
     owner = create_test_user(app, role=Role.DEVELOPER)
 
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with (
+        TestClient(app, raise_server_exceptions=False) as client,
+        structlog.testing.capture_logs() as logs,
+    ):
         tokens = [
             client.post(
                 "/api/tokens",
@@ -202,6 +205,10 @@ def test_api_token_has_own_budget(make_app: MakeApp) -> None:
         "too many requests: the read requests of this API token reached LLERO_RATE_LIMIT_READ"
     )
     assert tokens[0] not in message
+    (exceeded,) = [entry for entry in logs if entry["event"] == "rate_limit:exceeded"]
+    # The log names the token's owner.
+    assert exceeded["scope"] == "token"
+    assert exceeded["user_id"] == owner.id
     assert other_token.status_code == 200
     assert session.status_code == 200
 

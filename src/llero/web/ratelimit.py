@@ -262,11 +262,19 @@ class RequestLimits:
             # A script's token has a budget of its own, so it cannot starve its owner's
             # session; the per-address limit still caps them together.
             counter = Counter(group, "token", fingerprint)
-        await self._count(request, counter, self.limiter.policy.groups[group])
+        await self._count(
+            request, counter, self.limiter.policy.groups[group], user_id=principal.user_id
+        )
 
     async def _count(
-        self, request: Request, counter: Counter, items: tuple[RateLimitItem, ...]
+        self,
+        request: Request,
+        counter: Counter,
+        items: tuple[RateLimitItem, ...],
+        *,
+        user_id: int | None = None,
     ) -> None:
+        """Count ``request`` with ``counter``; ``user_id`` is its signed-in user, for the log."""
         try:
             if self.limiter.in_memory:
                 self.limiter.hit(counter, items)
@@ -281,7 +289,7 @@ class RequestLimits:
                 limit=exceeded.limit,
                 retry_after=exceeded.retry_after,
                 client_address=client_address(request),
-                user_id=counter.identity if counter.scope == "user" else None,
+                user_id=user_id,
             )
             if counter.group is RouteGroup.AUTH and self._first_report(exceeded):
                 await run_in_threadpool(self._audit, request, exceeded)
