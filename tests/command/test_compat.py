@@ -160,7 +160,7 @@ def test_provider_failure_is_bad_gateway(
     client = openai.OpenAI(
         base_url=f"{llero_url}/v1", api_key=api_token, max_retries=2, http_client=http_client
     )
-    # The provider server answers this model with a body that is not JSON.
+    # The provider server returns a body that is not JSON for this model.
     with app.state.database.transaction() as session:
         session.execute(update(Agent).where(Agent.name == "weather").values(model="malformed"))
 
@@ -171,7 +171,7 @@ def test_provider_failure_is_bad_gateway(
 
     assert raised.value.status_code == 502
     assert raised.value.code == "provider_failed"
-    # A malformed answer comes again on a retry, so the client is told not to retry.
+    # A retry gets the same malformed body, so the response asks the client not to retry.
     assert raised.value.response.headers["x-should-retry"] == "false"
     assert len(sent) == 1
     http_client.close()

@@ -209,7 +209,7 @@ async def test_guarded_session_keeps_no_cookies(local_server: int) -> None:
     session = GuardedSession(policy, timeout=TIMEOUT, resolver=local)
     _Handler.cookies_received.clear()
     try:
-        # The session is shared by every run with this egress policy, whoever started it.
+        # The session is shared by every run with this egress policy, for any user.
         async with session.post(f"{base}/cookie", json={}, headers={}) as response:
             assert "provider_session" in response.headers.get("Set-Cookie", "")
         async with session.post(f"{base}/", json={}, headers={}):

@@ -208,6 +208,6 @@ def test_checkpoints_rewind_log_under_writes(
         database.dispose()
 
     # Each commit appends three 4096-byte pages or more (the log grew by 12.5 kB per commit
-    # when it was never rewound). Rewound every 50 ms, it holds a small part of them.
+    # when it was never rewound). Rewound every 50 ms, it contains a small part of them.
     assert written > 200
     assert log_size < written * 4096

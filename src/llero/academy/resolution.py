@@ -52,7 +52,7 @@ class DenialReason(StrEnum):
     WRONG_PROVIDER = "wrong_provider"
 
 
-# What lifts each denial, for the message the caller gets.
+# The remedy of each denial, named in the message the caller gets.
 _REMEDIES = {
     DenialReason.AGENT_EXPIRED: "the agent has expired; its owner sets a later expires_at",
     DenialReason.AGENT_NOT_ACTIVE: "the agent is disabled; its owner sets its status to active",

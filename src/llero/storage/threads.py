@@ -74,8 +74,8 @@ async def run_transaction(database: Database, work: Callable[[Session], Result])
                     return work(session)
             except WriteLockBusy:
                 pass
-            # Polling, as SQLite's own busy handler does, but without holding the loop. Another
-            # connection's lock lasts about a millisecond, or a few during a checkpoint.
+            # Polling, as SQLite's own busy handler does, but without holding the loop. A /v1
+            # call held it under a millisecond in a profile, and a checkpoint a few more.
             await asyncio.sleep(delay)
             delay = min(delay * 2 or RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS)
     return await run_database_work(_in_transaction, database, work)

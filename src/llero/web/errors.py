@@ -54,7 +54,7 @@ STATUS_BY_ERROR: dict[type[LleroError], int] = {
     TooManyAttempts: 429,
     BackendUnavailable: 503,
     MailDeliveryFailed: 502,
-    # The request was fine, and the provider behind Llero failed to answer it (RFC 9110 502).
+    # The request was valid, and the provider behind Llero failed (RFC 9110 502 Bad Gateway).
     ProviderFailure: 502,
     MailUnavailable: 503,
     RateLimited: 429,
@@ -84,8 +84,16 @@ OPENAI_QUOTA_CODE = "insufficient_quota"
 
 
 def _respond(
-    request: Request, status: int, code: str, message: str, details: list[Violation] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: list[Violation] | None = None,
+    *,
+    repeats: bool = False,
 ) -> JSONResponse:
+    """Return the error response, in OpenAI's shape under OPENAI_PREFIX. ``repeats`` marks an
+    error that a retry of the same request gets again."""
     request_id = request_id_of(request.scope)
     if not request.url.path.startswith(OPENAI_PREFIX):
         return JSONResponse(error_body(code, message, request_id, details), status_code=status)
@@ -102,9 +110,9 @@ def _respond(
         "request_id": request_id,
     }
     response = JSONResponse(body, status_code=status)
-    if 400 <= status < 500 and (status != 429 or quota_exhausted):
-        # OpenAI's clients retry a 409 or a 429 unless this header is false. A refusal (a used-up
-        # budget, a quarantined agent) returns the same error until something changes.
+    if repeats or (400 <= status < 500 and (status != 429 or quota_exhausted)):
+        # OpenAI's clients retry a 409, a 429 or a 5xx unless this header is false. A refusal (a
+        # used-up budget, a quarantined agent) returns the same error until something changes.
         response.headers["x-should-retry"] = "false"
     return response
 
@@ -119,13 +127,14 @@ async def handle_domain_error(request: Request, error: Exception) -> JSONRespons
         # gets the generic answer, so it learns nothing by trying variants.
         log.info("auth:rejected", reason=error.reason)
         error = NotAuthenticated(error.reason)
-    if isinstance(error, ProviderFailure) and error.kind is FailureKind.TIMED_OUT:
-        status = 504
-    response = _respond(request, status, error.code, error.message, error.details)
-    if isinstance(error, ProviderFailure) and not error.retryable:
-        # Llero already retried what a retry can fix; a provider that rejects the request or
-        # answers malformed JSON does so again.
-        response.headers["x-should-retry"] = "false"
+    repeats = False
+    if isinstance(error, ProviderFailure):
+        if error.kind is FailureKind.TIMED_OUT:
+            status = 504
+        # Llero already retried the failures that a retry can fix. A provider that rejects the
+        # request or returns malformed JSON does so again.
+        repeats = not error.retryable
+    response = _respond(request, status, error.code, error.message, error.details, repeats=repeats)
     if status == 401:
         # RFC 9110 requires a challenge with every 401, and RFC 6750 names the Bearer scheme.
         response.headers["WWW-Authenticate"] = "Bearer"
