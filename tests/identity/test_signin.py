@@ -12,10 +12,11 @@ import structlog
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from llero.access.roles import Role
-from llero.identity.models import User, UserStatus
+from llero.identity import service
+from llero.identity.models import AuthSession, User, UserStatus
 from llero.identity.passwords import hash_scheme
 from llero.identity.service import MFA_CHALLENGE_MAX_FAILURES
 from llero.storage.db import Database
@@ -421,6 +422,42 @@ def test_disabled_between_steps_cannot_finish(
     )
 
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"status": UserStatus.DISABLED}, {"password_hash": "changed by an admin meanwhile"}],
+    ids=["disabled", "password_changed"],
+)
+def test_signin_refused_after_account_change(
+    anonymous_client: TestClient,
+    make_user: MakeUser,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, str],
+) -> None:
+    user = make_user(role=Role.VIEWER, mfa=False, password_hash=password_hash())
+
+    async def verify_then_change(password: str, stored: str) -> bool:
+        # An admin acts while the argon2id verification of the right password runs.
+        with database.transaction() as session:
+            session.execute(update(User).where(User.id == user.id).values(**change))
+        return password == PASSWORD
+
+    monkeypatch.setattr(service, "verify_password_async", verify_then_change)
+    sessions_before = _session_count(database, user.id)
+
+    response = sign_in(anonymous_client, user.email)
+
+    assert response.status_code == 401
+    assert "access_token" not in response.json()
+    assert _session_count(database, user.id) == sessions_before
+
+
+def _session_count(database: Database, user_id: int) -> int:
+    with database.reader() as session:
+        query = select(func.count(AuthSession.id)).where(AuthSession.user_id == user_id)
+        return int(session.scalar(query) or 0)
 
 
 def _enroll_totp(app: FastAPI, client: TestClient, access_token: str) -> list[str]:

@@ -13,9 +13,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import structlog
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Integer, String, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,10 +72,26 @@ from llero.identity.sessions import ClientInfo, IssuedTokens, revoke_all_session
 from llero.identity.throttle import Subject, Throttled, count_attempt, forgive_attempt, subjects_of
 from llero.identity.tokens import InvalidToken
 from llero.storage.db import Database
+from llero.storage.prepared import PreparedStatement
 from llero.vault.errors import VaultSealed
 from llero.vault.fields import field_keys_of
 
 log = structlog.get_logger("llero.identity")
+
+_users = cast(Table, User.__table__)
+# Finishes a password step: it matches only while the account is still active with the hash
+# that was verified, and stores the upgraded hash, if any. Compiled once, because it runs in a
+# worker thread on every sign-in while the event loop waits for the interpreter lock.
+_CLAIM_VERIFIED = PreparedStatement(
+    update(_users)
+    .where(
+        _users.c.id == bindparam("user_id", type_=Integer()),
+        _users.c.status == UserStatus.ACTIVE,
+        _users.c.password_hash == bindparam("verified_hash", type_=String()),
+    )
+    .returning(_users.c.id),
+    ["password_hash"],
+)
 
 # A challenge dies after this many wrong codes, so guessing a 6-digit TOTP code needs a new
 # password check every few guesses.
@@ -566,14 +583,13 @@ def _finish_password_step(
     with database.transaction() as session:
         # The first statement takes the write lock, and it matches only while the account is
         # still active with the hash that was verified.
-        claimed = session.execute(
-            update(User)
-            .where(
-                User.id == credentials.user_id,
-                User.status == UserStatus.ACTIVE,
-                User.password_hash == credentials.password_hash,
-            )
-            .values(password_hash=new_hash or credentials.password_hash),
+        claimed = _CLAIM_VERIFIED.execute(
+            session.connection(),
+            {
+                "user_id": credentials.user_id,
+                "verified_hash": credentials.password_hash,
+                "password_hash": new_hash or credentials.password_hash,
+            },
         )
         if not claimed:
             raise _changed_during_sign_in(credentials.user_id)
