@@ -156,6 +156,12 @@ class SealedText(Generic[Value]):
         sealed = seal_plaintext(_keys_of(instance).keyring, Secret(value.encode("utf-8")), binding)
         setattr(instance, self.envelope, sealed)
 
+    def seal(self, keys: FieldKeys, record_id: int, value: str) -> bytes:
+        """Return the envelope of ``value`` in this field of row ``record_id``, for a statement
+        that writes the row without loading it as an object."""
+        binding = Binding(self.table, record_id, self.field, FIELD_VERSION)
+        return seal_plaintext(keys.keyring, Secret(value.encode("utf-8")), binding)
+
     def binding(self, instance: object) -> Binding:
         """Return where the value of this field on ``instance`` is sealed."""
         record_id = getattr(instance, "id", None)
@@ -167,6 +173,14 @@ class SealedText(Generic[Value]):
 
 
 _SEALED_FIELDS: list[SealedText[Any]] = []
+
+
+def sealed_field(model: type[Any], name: str) -> SealedText[Any]:
+    """Return the SealedText named ``name`` of ``model``; raise KeyError when there is none."""
+    field = vars(model).get(name)
+    if not isinstance(field, SealedText):
+        raise KeyError(f"{model.__name__}.{name} is not a sealed field")
+    return field
 
 
 def sealed_fields() -> tuple[SealedText[Any], ...]:
