@@ -65,6 +65,19 @@ def test_signin_returns_tokens(anonymous_client: TestClient, make_user: MakeUser
     assert me.json()["id"] == user.id
 
 
+def test_signin_records_last_login(
+    app: FastAPI, anonymous_client: TestClient, make_user: MakeUser, database: Database
+) -> None:
+    clock = freeze_clock(app)
+    user = make_user(role=Role.VIEWER, mfa=False, password_hash=password_hash())
+    assert user_row(database, user.id).last_login_at is None
+
+    response = sign_in(anonymous_client, user.email)
+
+    assert response.status_code == 200
+    assert user_row(database, user.id).last_login_at == clock()
+
+
 def test_signin_email_case_and_spacing_normalised(
     anonymous_client: TestClient, make_user: MakeUser
 ) -> None:

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import Integer, String, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from llero.access.roles import Role
 from llero.audit.context import Actor, Origin, RequestContext, Target
@@ -78,10 +79,16 @@ from llero.vault.fields import field_keys_of
 
 log = structlog.get_logger("llero.identity")
 
+# The statements of every password step are compiled once, because they run in worker threads
+# that share the interpreter lock with the event loop.
 _users = cast(Table, User.__table__)
+_CREDENTIALS = PreparedStatement(
+    select(_users.c.id, _users.c.password_hash, _users.c.status).where(
+        _users.c.email_key == bindparam("email_key", type_=String())
+    )
+)
 # Finishes a password step: it matches only while the account is still active with the hash
-# that was verified, and stores the upgraded hash, if any. Compiled once, because it runs in a
-# worker thread on every sign-in while the event loop waits for the interpreter lock.
+# that was verified, and stores the upgraded hash, if any.
 _CLAIM_VERIFIED = PreparedStatement(
     update(_users)
     .where(
@@ -91,6 +98,9 @@ _CLAIM_VERIFIED = PreparedStatement(
     )
     .returning(_users.c.id),
     ["password_hash"],
+)
+_SET_LAST_LOGIN = PreparedStatement(
+    update(_users).where(_users.c.id == bindparam("user_id", type_=Integer())), ["last_login_at"]
 )
 
 # A challenge dies after this many wrong codes, so guessing a 6-digit TOTP code needs a new
@@ -565,10 +575,11 @@ def _credentials_of(session: Session, account: str) -> _Credentials | None:
     except InvalidInput:
         # A malformed address cannot belong to an account, so it is rejected like an unknown one.
         return None
-    row = session.execute(
-        select(User.id, User.password_hash, User.status).where(User.email_key == email_key)
-    ).first()
-    return None if row is None else _Credentials(row.id, row.password_hash, row.status)
+    rows = _CREDENTIALS.execute(session.connection(), {"email_key": email_key})
+    if not rows:
+        return None
+    ((user_id, password_hash, status),) = rows
+    return _Credentials(user_id, password_hash, status)
 
 
 def _finish_password_step(
@@ -730,7 +741,10 @@ def _signed_in(
     request: RequestContext,
     factors: list[str],
 ) -> IssuedTokens:
-    user.last_login_at = context.now()
+    now = context.now()
+    _SET_LAST_LOGIN.execute(session.connection(), {"user_id": user.id, "last_login_at": now})
+    # The loaded object shows the new time too, without a second write when the session flushes.
+    set_committed_value(user, "last_login_at", now)
     issued = start_session(session, context, user, client)
     record_login_succeeded(
         session, request, user_id=user.id, session_id=issued.session_id, factors=factors
