@@ -81,8 +81,9 @@ class ImmediateTransactions:
         has ended, after a commit and after a rollback alike.
         """
         deferred: list[Callable[[], None]] = []
+        session = self._session()
         try:
-            with self._sessions(bind=self._connection()) as session, session.begin():
+            with session.begin():
                 try:
                     session.connection()
                 except sqlite3.OperationalError as error:
@@ -92,8 +93,24 @@ class ImmediateTransactions:
                 session.info[DEFERRED_KEY] = deferred
                 yield session
         finally:
+            # The next transaction of this thread starts with no objects and no deferred work.
+            session.expunge_all()
+            session.info.pop(DEFERRED_KEY, None)
             for run in deferred:
                 run()
+
+    def _session(self) -> Session:
+        """Return this thread's session, bound to its connection and made on first use.
+
+        Making and closing a session took 17 of the 45 us of an empty transaction (one
+        measurement), so each thread keeps one, as it keeps its connection.
+        """
+        connection = self._connection()
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None or session.bind is not connection:
+            session = self._sessions(bind=connection)
+            self._local.session = session
+        return session
 
     def _connection(self) -> Connection:
         connection: Connection | None = getattr(self._local, "connection", None)
