@@ -267,7 +267,7 @@ def test_refusal_recorded_as_audit_event(
 
 
 def test_usage_record_cost_from_prices(session: Session, people: People) -> None:
-    record = record_usage(
+    record_id = record_usage(
         session,
         provider="openai",
         price=PRICE,
@@ -278,7 +278,7 @@ def test_usage_record_cost_from_prices(session: Session, people: People) -> None
         now=datetime(2027, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=2))),
     )
 
-    stored = session.get(UsageRecord, record.id)
+    stored = session.get(UsageRecord, record_id)
     assert stored is not None
     assert stored.cost_micros == 2_000
     assert stored.model == "gpt-4o"

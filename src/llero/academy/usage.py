@@ -173,8 +173,9 @@ def record_usage(
     agent_id: int | None,
     session_id: int | None,
     now: datetime | None = None,
-) -> UsageRecord:
-    """Record one provider call with its cost; raise InvalidInput for an impossible count.
+) -> int:
+    """Record one provider call with its cost; return the record's id. Raise InvalidInput for an
+    impossible count.
 
     The cost is also added to the day's totals of the user, the agent and overall.
 
@@ -220,8 +221,8 @@ def record_usage(
                 "cost_micros": values["cost_micros"],
             },
         )
-    # Not added to the session: the row is written, and the object only reports it.
-    return UsageRecord(id=record_id, **values)
+    # An id, not a UsageRecord: making a mapped object cost about 2% of a /v1 call's CPU.
+    return int(record_id)
 
 
 # Reports.
