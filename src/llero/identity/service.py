@@ -6,7 +6,11 @@ hashing must not hold a database connection, and a failed second factor must com
 failed attempts before the error reaches the client.
 
 Password hashing and verification run in the password module's own thread pool, and database
-work in worker threads, so neither blocks the event loop.
+work in worker threads, so neither blocks the event loop. The two short transactions of a
+password sign-in are the exception: they go through ``run_transaction``, which runs them on the
+event loop on SQLite and save two hand-offs to a thread and back. With 8 sign-ins in flight,
+the p99 of an authenticated read was 1.93 to 2.20 times the idle one with these transactions in
+threads, and 1.69 to 2.03 times with them on the loop (three runs each).
 """
 
 import asyncio
@@ -74,13 +78,14 @@ from llero.identity.throttle import Subject, Throttled, count_attempt, forgive_a
 from llero.identity.tokens import InvalidToken
 from llero.storage.db import Database
 from llero.storage.prepared import PreparedStatement
+from llero.storage.threads import run_transaction
 from llero.vault.errors import VaultSealed
 from llero.vault.fields import field_keys_of
 
 log = structlog.get_logger("llero.identity")
 
-# The statements of every password step are compiled once, because they run in worker threads
-# that share the interpreter lock with the event loop.
+# The statements of every password step are compiled once, because they hold the event loop on
+# SQLite, and on PostgreSQL a worker thread that shares the interpreter lock with it.
 _users = cast(Table, User.__table__)
 _CREDENTIALS = PreparedStatement(
     select(_users.c.id, _users.c.password_hash, _users.c.status).where(
@@ -458,8 +463,8 @@ async def sign_in(
     recorded as an audit event. Raises VaultSealed when no KEK is loaded.
     """
     attempt = _Attempt(account_name(email), request)
-    credentials, throttled = await asyncio.to_thread(
-        _begin_password_step, database, context, attempt
+    credentials, throttled = await run_transaction(
+        database, lambda session: _begin_password_step(session, context, attempt)
     )
     if throttled is not None:
         raise _throttled(throttled, credentials)
@@ -475,15 +480,18 @@ async def sign_in(
     new_hash = None
     if needs_rehash(credentials.password_hash):
         new_hash = await hash_password_async(password)
-    return await asyncio.to_thread(
-        _finish_password_step,
-        database,
-        context,
-        attempt,
-        credentials=credentials,
-        new_hash=new_hash,
-        client=client,
-    )
+
+    def finish(session: Session) -> IssuedTokens | MfaChallenge:
+        return _finish_password_step(
+            session,
+            context,
+            attempt,
+            credentials=credentials,
+            new_hash=new_hash,
+            client=client,
+        )
+
+    return await run_transaction(database, finish)
 
 
 def complete_mfa_sign_in(
@@ -543,21 +551,20 @@ class _Attempt:
 
 
 def _begin_password_step(
-    database: Database, context: IdentityContext, attempt: _Attempt
+    session: Session, context: IdentityContext, attempt: _Attempt
 ) -> tuple[_Credentials | None, Throttled | None]:
-    """Read the account's credentials and count the attempt, in one committed transaction."""
-    with database.transaction() as session:
-        credentials = _credentials_of(session, attempt.account)
-        throttled = count_attempt(session, context.throttle, attempt.subjects, context.now())
-        if throttled is not None:
-            record_login_failed(
-                session,
-                attempt.request,
-                user_id=None if credentials is None else credentials.user_id,
-                account=attempt.account,
-                reason="locked",
-                factor=PASSWORD_FACTOR,
-            )
+    """Read the account's credentials and count the attempt, in the caller's transaction."""
+    credentials = _credentials_of(session, attempt.account)
+    throttled = count_attempt(session, context.throttle, attempt.subjects, context.now())
+    if throttled is not None:
+        record_login_failed(
+            session,
+            attempt.request,
+            user_id=None if credentials is None else credentials.user_id,
+            account=attempt.account,
+            reason="locked",
+            factor=PASSWORD_FACTOR,
+        )
     return credentials, throttled
 
 
@@ -583,7 +590,7 @@ def _credentials_of(session: Session, account: str) -> _Credentials | None:
 
 
 def _finish_password_step(
-    database: Database,
+    session: Session,
     context: IdentityContext,
     attempt: _Attempt,
     *,
@@ -591,38 +598,36 @@ def _finish_password_step(
     new_hash: str | None,
     client: ClientInfo,
 ) -> IssuedTokens | MfaChallenge:
-    with database.transaction() as session:
-        # The first statement takes the write lock, and it matches only while the account is
-        # still active with the hash that was verified.
-        claimed = _CLAIM_VERIFIED.execute(
-            session.connection(),
-            {
-                "user_id": credentials.user_id,
-                "verified_hash": credentials.password_hash,
-                "password_hash": new_hash or credentials.password_hash,
-            },
-        )
-        if not claimed:
-            raise _changed_during_sign_in(credentials.user_id)
-        user = get_user(session, credentials.user_id)
-        if new_hash is not None:
-            log.info("user:password_rehashed", user_id=user.id)
-        now = context.now()
-        if user.mfa_enabled:
-            # The right password clears the address's count; the account's stays counted until
-            # the second factor is right too, so guessing codes runs into the account's lock.
-            address = [item for item in attempt.subjects if item.scope != ThrottleScope.ACCOUNT]
-            forgive_attempt(session, address, now)
-            return _issue_challenge(session, context, user)
-        forgive_attempt(session, attempt.subjects, now)
-        return _signed_in(
-            session,
-            context,
-            user,
-            client=client,
-            request=attempt.request,
-            factors=[PASSWORD_FACTOR],
-        )
+    # The claim matches only while the account is still active with the hash that was verified.
+    claimed = _CLAIM_VERIFIED.execute(
+        session.connection(),
+        {
+            "user_id": credentials.user_id,
+            "verified_hash": credentials.password_hash,
+            "password_hash": new_hash or credentials.password_hash,
+        },
+    )
+    if not claimed:
+        raise _changed_during_sign_in(credentials.user_id)
+    user = get_user(session, credentials.user_id)
+    if new_hash is not None:
+        log.info("user:password_rehashed", user_id=user.id)
+    now = context.now()
+    if user.mfa_enabled:
+        # The right password clears the address's count; the account's stays counted until
+        # the second factor is right too, so guessing codes runs into the account's lock.
+        address = [item for item in attempt.subjects if item.scope != ThrottleScope.ACCOUNT]
+        forgive_attempt(session, address, now)
+        return _issue_challenge(session, context, user)
+    forgive_attempt(session, attempt.subjects, now)
+    return _signed_in(
+        session,
+        context,
+        user,
+        client=client,
+        request=attempt.request,
+        factors=[PASSWORD_FACTOR],
+    )
 
 
 def _issue_challenge(session: Session, context: IdentityContext, user: User) -> MfaChallenge:
