@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from starlette.types import Message, Receive, Scope, Send
 
 from llero.access.permissions import NotAuthenticated
 from llero.access.roles import Role
@@ -310,3 +311,29 @@ def test_tokens_never_logged(anonymous_client: TestClient, developer: FixtureUse
         "plum kettle orbit lantern harbour",
     ):
         assert secret not in logged
+
+
+def test_revocation_committed_before_response(
+    app: FastAPI, admin: FixtureUser, developer: FixtureUser, database: Database
+) -> None:
+    """A client that acts on the answer must find the change stored: a token revoked with a
+    200 must fail on the very next request."""
+    seen_at_response: list[int] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                with database.reader() as session:
+                    revoked = select(AuthSession.id).where(
+                        AuthSession.user_id == developer.id, AuthSession.revoked_at.is_not(None)
+                    )
+                    seen_at_response.append(len(session.scalars(revoked).all()))
+            await send(message)
+
+        await app(scope, receive, send_and_record)
+
+    with TestClient(recording, headers=admin.headers) as admin_client:
+        response = admin_client.post(f"/api/users/{developer.id}/sessions/revoke")
+
+    assert response.status_code == 200
+    assert seen_at_response == [response.json()["revoked"]]
