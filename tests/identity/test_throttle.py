@@ -20,6 +20,7 @@ from llero.audit.events import AuditEvent
 from llero.audit.service import AuditFilter, query
 from llero.config.settings import Settings
 from llero.identity.context import IdentityContext
+from llero.identity.errors import TooManyAttempts
 from llero.identity.models import LoginThrottle, ThrottleScope
 from llero.identity.throttle import (
     MAX_DELAY,
@@ -382,3 +383,8 @@ def test_purge_deletes_one_batch_at_most(database: Database, settings: Settings)
 
     assert (first, second) == (2, 2)
     assert len(_stored_subjects(database)) == 1
+
+
+@pytest.mark.parametrize(("seconds", "ending"), [(1, "in 1 second"), (30, "in 30 seconds")])
+def test_wait_message_counts_seconds(seconds: int, ending: str) -> None:
+    assert str(TooManyAttempts(seconds)).endswith(ending)

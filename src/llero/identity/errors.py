@@ -27,5 +27,6 @@ class TooManyAttempts(LleroError):
     code = "too_many_attempts"
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed sign-ins; try again in {retry_after} seconds")
+        unit = "second" if retry_after == 1 else "seconds"
+        super().__init__(f"too many failed sign-ins; try again in {retry_after} {unit}")
         self.retry_after = retry_after
