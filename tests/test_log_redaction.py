@@ -99,3 +99,15 @@ def test_deep_nesting_bounded() -> None:
         value = [value]
 
     assert OPENAI_KEY not in str(redact_value(value))
+
+
+def test_audit_event_name_kept_as_message() -> None:
+    event = redact_event(None, "info", {"event": "token:family_revoked", "user_id": 3})
+
+    assert event["event"] == "token:family_revoked"
+
+
+def test_other_message_with_token_redacted() -> None:
+    event = redact_event(None, "info", {"event": "token:abcdef0123456789"})
+
+    assert "abcdef0123456789" not in event["event"]

@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from llero.audit.events import AuditEvent
 from llero.audit.redaction import is_sensitive_key
 
 REDACTED = "[redacted]"
@@ -117,5 +118,15 @@ def _redact_item(key: object, item: Any, depth: int) -> Any:
 
 
 def redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
-    """structlog processor: redact every value of the event, the message included."""
-    return {key: _redact_item(key, value, 0) for key, value in event.items()}
+    """structlog processor: redact every value of the event, the message included.
+
+    A message that is exactly one of the audit trail's event names is kept: names such as
+    ``token:family_revoked`` read as a name and a value, and were logged as ``token:[redacted]``.
+    """
+    return {
+        key: value if key == "event" and value in _EVENT_NAMES else _redact_item(key, value, 0)
+        for key, value in event.items()
+    }
+
+
+_EVENT_NAMES = frozenset(AuditEvent)
