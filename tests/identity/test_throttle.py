@@ -284,6 +284,10 @@ def test_throttled_attempt_audited(
     reasons = Counter(record.detail_data()["reason"] for record in records)
     # Six attempts came during a delay (after failures 4 to 9) and one during the lock.
     assert reasons == {"wrong_password": 10, "locked": 7}
+    refusals = [record.detail_data() for record in records]
+    refusals = [detail for detail in refusals if detail["reason"] == "locked"]
+    assert {detail["throttle_scope"] for detail in refusals} == {"account"}
+    assert max(detail["retry_after_seconds"] for detail in refusals) == 15 * 60
     assert {record.client_address for record in records} == {"198.51.100.1"}
     assert {record.actor_id for record in records} == {str(user.id)}
 

@@ -14,6 +14,7 @@ from llero.audit.events import AuditEvent
 from llero.audit.keys import keys_of
 from llero.audit.redaction import audit_hash
 from llero.audit.service import record_as
+from llero.identity.throttle import Throttled
 
 
 def sign_in_origin(user_id: int | None, request: RequestContext) -> Origin:
@@ -30,18 +31,27 @@ def record_login_failed(
     account: str,
     reason: str,
     factor: str,
+    throttled: Throttled | None = None,
 ) -> None:
-    """Record a failed attempt; ``reason`` is a code such as wrong_password, never free text."""
+    """Record a failed attempt; ``reason`` is a code such as wrong_password, never free text.
+
+    An attempt refused by the throttle names the scope that refused it (account or client
+    address) and the seconds until the next attempt, so the trail shows how long a lock lasts.
+    """
+    detail: dict[str, str | int] = {
+        "email_hash": audit_hash(account, keys_of(session)),
+        "factor": factor,
+        "reason": reason,
+    }
+    if throttled is not None:
+        detail["throttle_scope"] = throttled.scope
+        detail["retry_after_seconds"] = throttled.retry_after
     record_as(
         session,
         sign_in_origin(user_id, request),
         AuditEvent.USER_LOGIN_FAILED,
         None if user_id is None else Target.of("user", user_id),
-        {
-            "email_hash": audit_hash(account, keys_of(session)),
-            "factor": factor,
-            "reason": reason,
-        },
+        detail,
     )
 
 

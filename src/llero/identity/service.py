@@ -564,6 +564,7 @@ def _begin_password_step(
             account=attempt.account,
             reason="locked",
             factor=PASSWORD_FACTOR,
+            throttled=throttled,
         )
     return credentials, throttled
 
@@ -668,9 +669,15 @@ def _second_factor(
     user = challenge.user
     attempt = _Attempt(account_name(user.email), request)
 
-    def failed(reason: str) -> str:
+    def failed(reason: str, throttled: Throttled | None = None) -> str:
         record_login_failed(
-            session, request, user_id=user.id, account=attempt.account, reason=reason, factor=factor
+            session,
+            request,
+            user_id=user.id,
+            account=attempt.account,
+            reason=reason,
+            factor=factor,
+            throttled=throttled,
         )
         return reason
 
@@ -680,7 +687,7 @@ def _second_factor(
     if throttled is not None:
         # The challenge stays usable: a lock is not a wrong code.
         challenge.used_at = None
-        failed("locked")
+        failed("locked", throttled)
         return throttled
 
     if code is not None:
