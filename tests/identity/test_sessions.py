@@ -316,8 +316,8 @@ def test_tokens_never_logged(anonymous_client: TestClient, developer: FixtureUse
 def test_revocation_committed_before_response(
     app: FastAPI, admin: FixtureUser, developer: FixtureUser, database: Database
 ) -> None:
-    """A client that acts on the answer must find the change stored: a token revoked with a
-    200 must fail on the very next request."""
+    """A client that acts on the response must find the change stored: a token revoked with
+    a 200 must fail on the very next request."""
     seen_at_response: list[int] = []
 
     async def recording(scope: Scope, receive: Receive, send: Send) -> None:
