@@ -55,13 +55,18 @@ class Refused(LleroError):
     code = "refused"
 
 
+def seconds_text(count: int) -> str:
+    """Return ``count`` seconds in words for a message: "1 second", "30 seconds"."""
+    return "1 second" if count == 1 else f"{count} seconds"
+
+
 class RateLimited(LleroError):
     """Too many requests; ``retry_after`` is the number of seconds until one may pass again."""
 
     code = "rate_limited"
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many requests; retry after {retry_after} seconds")
+        super().__init__(f"too many requests; retry after {seconds_text(retry_after)}")
         self.retry_after = retry_after
 
 

@@ -18,7 +18,7 @@ from llero.audit.events import AuditEvent
 from llero.audit.keys import attach_keys, load_audit_keys
 from llero.audit.service import AuditFilter, query
 from llero.config.settings import Settings, load_settings
-from llero.errors import SettingsError
+from llero.errors import RateLimited, SettingsError
 from llero.storage.db import Database
 from llero.web.app import create_app
 from llero.web.ratelimit import LimitExceeded, RateLimiter, RateLimitPolicy, RequestLimits
@@ -91,13 +91,14 @@ def test_signin_flood_gets_429_with_retry_after(make_app: MakeApp) -> None:
 
     assert 429 not in statuses
     assert refused.status_code == 429
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    retry_after = int(refused.headers["retry-after"])
+    assert 1 <= retry_after <= 60
     assert refused.json() == {
         "error": "rate_limited",
         "message": (
             "too many requests: the sign-in and token requests from this client address reached "
-            f"LLERO_RATE_LIMIT_AUTH (3 per 1 minute); retry after "
-            f"{refused.headers['retry-after']} seconds"
+            "LLERO_RATE_LIMIT_AUTH (3 per 1 minute); retry after "
+            + ("1 second" if retry_after == 1 else f"{retry_after} seconds")
         ),
         "request_id": refused.headers["x-request-id"],
     }
@@ -316,3 +317,8 @@ def test_bad_rate_limit_setting_stops_start(
 
     assert raised.value.message.startswith(f"invalid setting {variable}:")
     assert "Pl4ntedRedisPass" not in raised.value.message
+
+
+@pytest.mark.parametrize(("seconds", "ending"), [(1, "after 1 second"), (45, "after 45 seconds")])
+def test_rate_limited_message_counts_seconds(seconds: int, ending: str) -> None:
+    assert str(RateLimited(seconds)).endswith(ending)

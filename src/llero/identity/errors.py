@@ -1,6 +1,6 @@
 """Errors of sign-in itself; the web layer answers each with 401 and ``WWW-Authenticate``."""
 
-from llero.errors import LleroError
+from llero.errors import LleroError, seconds_text
 
 
 class AuthenticationFailed(LleroError):
@@ -27,6 +27,5 @@ class TooManyAttempts(LleroError):
     code = "too_many_attempts"
 
     def __init__(self, retry_after: int) -> None:
-        unit = "second" if retry_after == 1 else "seconds"
-        super().__init__(f"too many failed sign-ins; try again in {retry_after} {unit}")
+        super().__init__(f"too many failed sign-ins; try again in {seconds_text(retry_after)}")
         self.retry_after = retry_after

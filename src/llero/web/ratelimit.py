@@ -46,7 +46,7 @@ from llero.audit.context import Actor, Origin
 from llero.audit.events import AuditEvent
 from llero.audit.service import record_as
 from llero.config.settings import Settings
-from llero.errors import RateLimited
+from llero.errors import RateLimited, seconds_text
 from llero.web.clients import audit_context, client_address
 
 log = structlog.get_logger("llero.ratelimit")
@@ -114,7 +114,7 @@ class LimitExceeded(RateLimited):
         counted, setting = _counted_and_setting(counter)
         self.message = (
             f"too many requests: {counted} reached {setting} ({limit}); "
-            f"retry after {retry_after} seconds"
+            f"retry after {seconds_text(retry_after)}"
         )
 
 
