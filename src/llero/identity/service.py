@@ -615,8 +615,8 @@ def _finish_password_step(
         log.info("user:password_rehashed", user_id=user.id)
     now = context.now()
     if user.mfa_enabled:
-        # The right password clears the address's count; the account's stays counted until
-        # the second factor is right too, so guessing codes runs into the account's lock.
+        # The right password clears the address's count. The account's stays counted until the
+        # second factor is right too, so guessing codes runs into the account's lock.
         address = [item for item in attempt.subjects if item.scope != ThrottleScope.ACCOUNT]
         forgive_attempt(session, address, now)
         return _issue_challenge(session, context, user)

@@ -46,9 +46,9 @@ from llero.vault.fields import field_keys_of, sealed_field
 
 log = structlog.get_logger("llero.identity")
 
-# A sign-in writes these rows in a worker thread, which shares the interpreter lock with the
-# event loop. Through the ORM's flushes they cost about 1 ms of CPU per sign-in, so they are
-# compiled once and run straight through the driver.
+# A sign-in writes these rows on the event loop (SQLite) or in a worker thread that shares the
+# interpreter lock with it (PostgreSQL). Through the ORM's flushes they cost about 1 ms of CPU per
+# sign-in, so they are compiled once and run straight through the driver.
 _sessions = cast(Table, AuthSession.__table__)
 _INSERT_SESSION = PreparedStatement(
     _sessions.insert().returning(_sessions.c.id),
@@ -308,7 +308,7 @@ def _issue_tokens(
     user: User,
     *,
     session_id: int,
-    limits: "_Limits",
+    limits: _Limits,
     now: datetime,
 ) -> IssuedTokens:
     refresh = issue_refresh_token()

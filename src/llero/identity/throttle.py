@@ -46,10 +46,11 @@ PURGE_BATCH = 100
 
 _SUBJECT_LABEL = "llero login throttle v1"
 
-# Each sign-in runs these statements in worker threads, which share the interpreter lock with
-# the event loop. Through the ORM, counting and forgiving an attempt took 3.2 ms of CPU per
-# sign-in, and reads served meanwhile waited for it (benchmarks/identity_signin.py). So the
-# statements are compiled once and run straight through the driver.
+# Each sign-in runs these statements on the event loop (SQLite) or in a worker thread that shares
+# the interpreter lock with it (PostgreSQL). Through the ORM, counting and forgiving an attempt
+# took 3.2 ms of CPU per sign-in, and reads served meanwhile waited for it
+# (benchmarks/identity_signin.py). So the statements are compiled once and run straight through
+# the driver.
 _table = cast(Table, LoginThrottle.__table__)
 
 # Claims the subject's row, created if missing, and returns it. The update, which changes
@@ -76,20 +77,23 @@ _SAVE = PreparedStatement(
 
 
 def _purge_statement() -> PreparedStatement:
-    table = _table.c
-    expired = (table.window_started_at <= bindparam("window_ended", type_=UTCDateTime())) & or_(
-        table.locked_until.is_(None), table.locked_until <= bindparam("now", type_=UTCDateTime())
+    columns = _table.c
+    expired = (columns.window_started_at <= bindparam("window_ended", type_=UTCDateTime())) & or_(
+        columns.locked_until.is_(None),
+        columns.locked_until <= bindparam("now", type_=UTCDateTime()),
     )
     # PostgreSQL skips rows that a concurrent sign-in has locked, and the outer condition is
     # checked again on the row it deletes, so a row that sign-in has just renewed is kept.
     # SQLite has one writer at a time and ignores FOR UPDATE.
     batch = (
-        select(table.id)
+        select(columns.id)
         .where(expired)
         .limit(bindparam("limit", type_=Integer()))
         .with_for_update(skip_locked=True)
     )
-    return PreparedStatement(delete(_table).where(table.id.in_(batch), expired).returning(table.id))
+    return PreparedStatement(
+        delete(_table).where(columns.id.in_(batch), expired).returning(columns.id)
+    )
 
 
 _PURGE = _purge_statement()

@@ -27,8 +27,8 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 # Function scope commits when the route returns, before the response is sent. With FastAPI's
-# default request scope the commit ran after the response: a client could act on a 200 before
-# the change was stored (a revoked token still worked on the next request), and a failed commit
-# would still have returned 200.
+# default request scope the commit ran after the response. A client could then act on a 200
+# before the change was stored (a revoked token still worked on the next request), and a failed
+# commit would still have returned 200.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
