@@ -286,3 +286,23 @@ def test_session_reused_after_rollback(database: Database, audit_keys: AuditKeys
     with audited(database, audit_keys) as session:
         assert verify_chain(session).ok
     assert sequence == 3
+
+
+def test_next_immediate_transaction_reads_head_again(
+    database: Database, audit_keys: AuditKeys
+) -> None:
+    if not database.is_sqlite:
+        pytest.skip("transactions that never wait for the write lock are SQLite's")
+    with database.transaction_without_waiting() as session:
+        attach_keys(session, audit_keys)
+        record(session, AuditEvent.TOOL_CREATED, actor=Actor.user(1), target=None, request=None)
+    # Another connection moves the head between the thread's two transactions.
+    append(database, audit_keys, 2)
+    with database.transaction_without_waiting() as session:
+        sequence = record(
+            session, AuditEvent.TOOL_CREATED, actor=Actor.user(1), target=None, request=None
+        )
+
+    with audited(database, audit_keys) as session:
+        assert verify_chain(session).ok
+    assert sequence == 4

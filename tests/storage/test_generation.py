@@ -153,3 +153,17 @@ def test_generation_read_again_per_transaction(database: Database) -> None:
 
     assert first is not None
     assert second == first + 1
+
+
+def test_generation_read_again_per_immediate_transaction(database: Database) -> None:
+    if not database.is_sqlite:
+        pytest.skip("transactions that never wait for the write lock are SQLite's")
+    with database.transaction_without_waiting() as session:
+        first = current_generation(session)
+    with database.engine.begin() as connection:
+        connection.execute(_ADD_HOST, {"host": "e.example", "t": utc_now()})
+    with database.transaction_without_waiting() as session:
+        second = current_generation(session)
+
+    assert first is not None
+    assert second == first + 1

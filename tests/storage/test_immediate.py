@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from llero.storage import db as storage_db
 from llero.storage.db import Database
@@ -28,7 +29,7 @@ def sqlite_path(tmp_path: Path) -> Path:
 def database(sqlite_path: Path) -> Iterator[Database]:
     database = Database(f"sqlite:///{sqlite_path}")
     with database.transaction() as session:
-        session.execute(text("CREATE TABLE notes (body TEXT NOT NULL)"))
+        session.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
     yield database
     database.dispose()
 
@@ -56,6 +57,17 @@ class UnitOfWorkFailed(Exception):
     pass
 
 
+class _Mapped(DeclarativeBase):
+    pass
+
+
+class Note(_Mapped):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str]
+
+
 def _add_then_fail(database: Database, body: str) -> None:
     with database.transaction_without_waiting() as session:
         _add(session, body)
@@ -69,6 +81,47 @@ def test_transaction_commits_and_rolls_back(database: Database) -> None:
         _add_then_fail(database, "dropped")
 
     assert _bodies(database) == ["kept"]
+
+
+def test_unflushed_objects_are_committed(database: Database) -> None:
+    with database.transaction_without_waiting() as session:
+        session.add(Note(body="added"))
+
+    assert _bodies(database) == ["added"]
+
+
+def test_failed_flush_rolls_back_and_next_transaction_runs(database: Database) -> None:
+    with database.transaction_without_waiting() as session:
+        session.add(Note(id=1, body="first"))
+    with pytest.raises(IntegrityError):
+        _add_duplicate(database)
+    with database.transaction_without_waiting() as session:
+        _add(session, "after")
+        kept = session.get(Note, 1)
+
+    assert _bodies(database) == ["first", "after"]
+    assert kept is not None
+    assert kept.body == "first"
+
+
+def test_session_follows_factory_settings(database: Database) -> None:
+    with database.transaction_without_waiting() as session:
+        _add(session, "before")
+    database.sessions.configure(info={"marker": "attached later"})
+
+    with database.transaction_without_waiting() as session:
+        _add(session, "after")
+        info = dict(session.info)
+
+    assert info.get("marker") == "attached later"
+    assert _bodies(database) == ["before", "after"]
+
+
+def _add_duplicate(database: Database) -> None:
+    with database.transaction_without_waiting() as session:
+        _add(session, "dropped")
+        # Fails when the transaction flushes it, after the work.
+        session.add(Note(id=1, body="same id"))
 
 
 def test_busy_lock_raises_before_work(database: Database, lock_holder: sqlite3.Connection) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.sql.dml import Insert
 
 from llero.audit.chain import GENESIS_HASH, AuditChainError, ChainHasher
 from llero.audit.models import AuditChainHead, AuditRecord
+from llero.storage.immediate import transaction_of
 from llero.storage.prepared import PreparedStatement
 
 HEAD_ID = 1
@@ -132,14 +133,14 @@ def _reusable_head(session: Session) -> ChainHead | None:
     if remembered is None or session.in_nested_transaction():
         return None
     transaction, head = remembered
-    return head if transaction is session.get_transaction() else None
+    return head if transaction is transaction_of(session) else None
 
 
 def _remember_head(session: Session, head: ChainHead) -> None:
     if session.in_nested_transaction():
         session.info.pop(_REUSABLE_HEAD, None)
         return
-    session.info[_REUSABLE_HEAD] = (session.get_transaction(), head)
+    session.info[_REUSABLE_HEAD] = (transaction_of(session), head)
 
 
 def _claim(session: Session) -> ChainHead | None:

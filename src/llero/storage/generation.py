@@ -25,6 +25,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Integer, select
 from sqlalchemy.orm import Mapped, Session
 
 from llero.storage.base import Base, DataClass, classified
+from llero.storage.immediate import transaction_of
 from llero.storage.prepared import PreparedStatement
 
 ROW_ID = 1
@@ -82,7 +83,7 @@ def current_generation(session: Session) -> int | None:
     None when the row is missing, and then nothing may be served from a cache.
     """
     connection = session.connection()
-    transaction = session.get_transaction()
+    transaction = transaction_of(session)
     cached = session.info.get(_SESSION_KEY)
     # A session can run several transactions; each reads the generation again.
     if cached is not None and cached[0] is transaction:
