@@ -1,5 +1,6 @@
 """Prepared statements store and return what SQLAlchemy's execute would, and raise its errors."""
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
@@ -42,7 +43,7 @@ def _through_sqlalchemy(database: Database, state_id: int) -> tuple[object, ...]
 def test_types_match_sqlalchemy(database: Database) -> None:
     revoked_at = datetime(2026, 12, 5, 2, 7, 30, 123456, tzinfo=UTC)
     _store_state(database, revoked_at, lockdown=True)
-    read = PreparedRead(database.engine, STATE_QUERY)
+    read = PreparedRead(database, STATE_QUERY)
 
     row = read.first({"state_id": STATE_ROW_ID, "not": "x"})
 
@@ -56,7 +57,7 @@ def test_types_match_sqlalchemy(database: Database) -> None:
 def test_reads_nulls_and_false(database: Database) -> None:
     _store_state(database, None, lockdown=False)
 
-    row = PreparedRead(database.engine, STATE_QUERY).first({"state_id": STATE_ROW_ID, "not": "x"})
+    row = PreparedRead(database, STATE_QUERY).first({"state_id": STATE_ROW_ID, "not": "x"})
 
     assert row == (STATE_ROW_ID, None, False, "drill", True)
     assert row == _through_sqlalchemy(database, STATE_ROW_ID)
@@ -64,7 +65,7 @@ def test_reads_nulls_and_false(database: Database) -> None:
 
 def test_no_matching_row_is_none(database: Database) -> None:
     _store_state(database, None, lockdown=False)
-    read = PreparedRead(database.engine, STATE_QUERY)
+    read = PreparedRead(database, STATE_QUERY)
 
     assert read.first({"state_id": STATE_ROW_ID + 1, "not": "x"}) is None
     assert read.first({"state_id": STATE_ROW_ID, "not": "drill"}) is None
@@ -72,13 +73,46 @@ def test_no_matching_row_is_none(database: Database) -> None:
 
 def test_connections_return_to_pool(database: Database) -> None:
     _store_state(database, None, lockdown=False)
-    read = PreparedRead(database.engine, STATE_QUERY)
+    read = PreparedRead(database, STATE_QUERY)
     checked_out = database.engine.pool.checkedout()  # type: ignore[attr-defined]
 
     for _ in range(100):
         read.first({"state_id": STATE_ROW_ID, "not": "x"})
 
     assert database.engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
+
+
+def test_read_sees_each_later_commit(database: Database) -> None:
+    read = PreparedRead(database, STATE_QUERY)
+    revoked_at = datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
+
+    _store_state(database, None, lockdown=False)
+    before = read.first({"state_id": STATE_ROW_ID, "not": "x"})
+    _store_state(database, revoked_at, lockdown=True)
+    after = read.first({"state_id": STATE_ROW_ID, "not": "x"})
+
+    assert before == (STATE_ROW_ID, None, False, "drill", True)
+    assert after == (STATE_ROW_ID, revoked_at, True, "drill", False)
+
+
+def test_sqlite_thread_keeps_one_reader(database: Database) -> None:
+    if not database.is_sqlite:
+        pytest.skip("only SQLite connections are kept per thread")
+    _store_state(database, None, lockdown=False)
+    read = PreparedRead(database, STATE_QUERY)
+    read.first({"state_id": STATE_ROW_ID, "not": "x"})
+    mine = database.reader_connection()
+    others: list[object] = []
+
+    for _ in range(10):
+        read.first({"state_id": STATE_ROW_ID, "not": "x"})
+    thread = threading.Thread(target=lambda: others.append(database.reader_connection()))
+    thread.start()
+    thread.join()
+
+    assert database.reader_connection() is mine
+    assert not mine.in_transaction
+    assert others[0] is not mine
 
 
 # PreparedStatement runs on the caller's connection, inside its transaction.

@@ -211,8 +211,8 @@ class RequestAuthenticator:
         self.database = database
         self.context = context
         self.tokens = VerifiedTokenCache(context.tokens)
-        self._account_read = PreparedRead(database.engine, ACCOUNT_QUERY)
-        self._api_token_read = PreparedRead(database.engine, API_TOKEN_QUERY)
+        self._account_read = PreparedRead(database, ACCOUNT_QUERY)
+        self._api_token_read = PreparedRead(database, API_TOKEN_QUERY)
         # A SQLite read in WAL mode waits for no writer and took 13 us in one measurement, less
         # than a hand-off to a worker thread and back. A PostgreSQL read is a network round trip.
         self._reads_on_loop = database.engine.dialect.name == "sqlite"

@@ -3,7 +3,8 @@
 Authentication reads one row on every request. Through ``Connection.execute`` that read took
 41 us against 9.5 us through the driver (SQLite, one measurement), most of it SQLAlchemy's
 per-call bookkeeping. So the statement is compiled once per engine, and its result columns are
-converted with the type processors SQLAlchemy would apply. Use ``PreparedRead`` only for small
+converted with the type processors SQLAlchemy would apply. On SQLite the read runs on a
+connection its thread keeps (``Database.reader_connection``). Use ``PreparedRead`` only for small
 hot reads whose parameters are plain integers or strings, which the drivers take unchanged.
 
 ``PreparedStatement`` does the same for statements that must run on a given connection, in its
@@ -16,38 +17,49 @@ SQLAlchemy would apply, and a driver error is raised as SQLAlchemy's own excepti
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Select
+from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+if TYPE_CHECKING:
+    from llero.storage.db import Database
+
 
 class PreparedRead:
-    """One SELECT statement, compiled for ``engine``, that returns its first row or None."""
+    """One SELECT statement, compiled for ``database``, that returns its first row or None."""
 
-    def __init__(self, engine: Engine, statement: Select[*tuple[Any, ...]]) -> None:
-        self._engine = engine
+    def __init__(self, database: "Database", statement: Select[*tuple[Any, ...]]) -> None:
+        self._database = database
         self._prepared = PreparedStatement(statement)
 
     def first(self, parameters: Mapping[str, int | str]) -> tuple[Any, ...] | None:
         """Run the statement with ``parameters`` and return its first row, converted, or None."""
-        compiled = self._prepared.compiled_for(self._engine.dialect)
+        database = self._database
+        compiled = self._prepared.compiled_for(database.engine.dialect)
         arguments = compiled.arguments(parameters)
-        connection = self._engine.raw_connection()
-        try:
-            cursor = connection.cursor()
+        if database.is_sqlite:
+            row = _first_row(database.reader_connection(), compiled.sql, arguments)
+        else:
+            connection = database.engine.raw_connection()
             try:
-                cursor.execute(compiled.sql, arguments)
-                row = cursor.fetchone()
+                row = _first_row(connection, compiled.sql, arguments)
             finally:
-                cursor.close()
-        finally:
-            # Returning the connection to the pool rolls back whatever the driver began.
-            connection.close()
+                # Returning the connection to the pool rolls back whatever the driver began.
+                connection.close()
         return None if row is None else compiled.convert([row])[0]
+
+
+def _first_row(connection: Any, sql: str, arguments: Any) -> Any:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql, arguments)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True)
