@@ -97,3 +97,18 @@ def test_head_mac_differs_from_record_hash(audit_keys: AuditKeys) -> None:
     hasher = ChainHasher(audit_keys)
 
     assert hasher.head_mac(1, "0" * 64, 0, "0" * 64) != hasher.head_mac(1, "0" * 64, 1, "0" * 64)
+
+
+def test_kept_hasher_follows_the_keys() -> None:
+    first = AuditKeys.from_material(b"\x01" * 32)
+    second = AuditKeys.from_material(b"\x02" * 32)
+    head = (1, "0" * 64, 0, "0" * 64)
+
+    mac_first = ChainHasher.of(first).head_mac(*head)
+    mac_second = ChainHasher.of(second).head_mac(*head)
+
+    assert mac_first == ChainHasher(first).head_mac(*head)
+    assert mac_second == ChainHasher(second).head_mac(*head)
+    assert mac_first != mac_second
+    assert ChainHasher.of(first).head_mac(*head) == mac_first
+    assert ChainHasher.of(first) is ChainHasher.of(first)

@@ -5,6 +5,7 @@ error and raises ValueError. The one exception is the User-Agent header, which a
 it is cut to a fixed length instead of being rejected, so a long header cannot block an action.
 """
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class Target:
         return cls(kind, str(target_id))
 
 
+# Every audited request normalises its client's address, and a client sends many requests.
+@functools.lru_cache(maxsize=4096)
 def normalise_client_address(address: str) -> str:
     """Return an IP address in its canonical form, or a short client name unchanged.
 

@@ -79,7 +79,7 @@ def record(
     event = AuditEvent(event)
     keys = keys_of(session)
     detail_text = encode_detail(detail, keys)
-    hasher = ChainHasher(keys)
+    hasher = ChainHasher.of(keys)
 
     head = lock_head(session, hasher)
     sequence = head.last_sequence + 1

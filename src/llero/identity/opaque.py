@@ -14,6 +14,7 @@ Only ``hash_token`` of a token is ever stored. The plaintext exists once, in the
 prefix, length, alphabet or checksum before any database lookup.
 """
 
+import re
 import secrets
 import zlib
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from llero.crypto import Secret, hash_token
 from llero.identity.tokens import InvalidToken, TokenRejection
 
 BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# ASCII only: str.isalnum and \w also accept other scripts' letters and digits.
+_BASE62_TEXT = re.compile("[0-9A-Za-z]*")
 RANDOM_BYTES = 32
 RANDOM_CHARS = 43  # 62**43 > 2**256, so 43 characters carry every value of 32 random bytes
 CHECKSUM_CHARS = 6  # 62**6 > 2**32, the range of CRC32
@@ -98,7 +101,7 @@ def parse_opaque_token(text: object, kind: OpaqueKind) -> str:
         raise InvalidToken(TokenRejection.MALFORMED)
 
     body, checksum = text[:-CHECKSUM_CHARS], text[-CHECKSUM_CHARS:]
-    if not all(character in BASE62_ALPHABET for character in text[len(prefix) :]):
+    if not _BASE62_TEXT.fullmatch(text, len(prefix)):
         raise InvalidToken(TokenRejection.MALFORMED)
     # The checksum is computable by anyone from the token itself, so a plain comparison leaks
     # nothing that a constant-time one would hide.
