@@ -66,28 +66,31 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_headers)
-            except Exception:
-                _log_failure(scope)
-                if response_started:
-                    raise
-                await send_error(
-                    send_with_headers,
-                    500,
-                    code="internal_error",
-                    message="internal error",
-                    request_id=request_id,
-                )
-            finally:
-                log.info(
-                    "request",
-                    method=scope["method"],
-                    route=_route_of(scope),
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+        # Bound and reset by token rather than with bound_contextvars, which copies every bound
+        # variable first: 0.9 against 2.6 us (one measurement each).
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            _log_failure(scope)
+            if response_started:
+                raise
+            await send_error(
+                send_with_headers,
+                500,
+                code="internal_error",
+                message="internal error",
+                request_id=request_id,
+            )
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                route=_route_of(scope),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.reset_contextvars(**tokens)
 
 
 def _log_failure(scope: Scope) -> None:
