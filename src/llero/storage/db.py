@@ -9,10 +9,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
 from llero.logs import get_logger
-from llero.storage.immediate import DEFERRED_KEY, ImmediateTransactions
+from llero.storage.immediate import DEFERRED_KEY, ImmediateTransactions, KeptConnections
 
 log = get_logger("llero.storage")
 
@@ -127,32 +126,20 @@ class _KeptReaders:
     """
 
     def __init__(self, url: str, on_connect: list[Callable[[Any, Any], None]]) -> None:
-        self._engine = create_engine(
-            url, connect_args={"check_same_thread": False}, poolclass=NullPool
-        )
-        for listener in on_connect:
-            event.listen(self._engine, "connect", listener)
+        self._connections = KeptConnections(url, on_connect)
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[PoolProxiedConnection] = []
 
     def connection(self) -> Any:
         """Return this thread's driver connection, opened on first use."""
-        kept: PoolProxiedConnection | None = getattr(self._local, "connection", None)
-        if kept is None:
-            kept = self._engine.raw_connection()
-            self._local.connection = kept
-            with self._lock:
-                self._connections.append(kept)
-        return kept.driver_connection
+        driver = getattr(self._local, "driver", None)
+        if driver is None:
+            driver = self._connections.connect().connection.driver_connection
+            self._local.driver = driver
+        return driver
 
     def dispose(self) -> None:
         """Close the connections of every thread; call it when no read runs."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
-        self._engine.dispose()
+        self._connections.dispose()
 
 
 class Database:
@@ -209,7 +196,7 @@ class Database:
         return self._readers.connection()
 
     def _on_connect(self) -> list[Callable[[Any, Any], None]]:
-        on_connect = [_configure_sqlite]
+        on_connect: list[Callable[[Any, Any], None]] = [_configure_sqlite]
         if self._background_checkpoints:
             on_connect.append(_leave_checkpoints_to_thread)
         return on_connect

@@ -81,15 +81,8 @@ class ImmediateTransactions:
         on_connect: Sequence[Callable[[Any, Any], None]],
     ) -> None:
         self._sessions = sessions
-        self._engine = create_engine(
-            url, connect_args={"check_same_thread": False}, poolclass=NullPool
-        )
-        for listener in on_connect:
-            event.listen(self._engine, "connect", listener)
-        event.listen(self._engine, "connect", _without_waiting)
+        self._connections = KeptConnections(url, [*on_connect, _without_waiting])
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[Connection] = []
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -145,15 +138,13 @@ class ImmediateTransactions:
         state: _ThreadSession | None = getattr(self._local, "state", None)
         factory_info = self._sessions.kw.get("info")
         if state is None or state.connection.closed:
-            connection = self._engine.connect()
+            connection = self._connections.connect()
             driver = connection.connection.driver_connection
             if not isinstance(driver, sqlite3.Connection):
                 raise TypeError("immediate transactions need the sqlite3 driver")
             session = self._sessions(bind=connection)
             state = _ThreadSession(connection, session, driver, factory_info)
             self._local.state = state
-            with self._lock:
-                self._connections.append(connection)
         elif state.factory_info is not factory_info:
             state.session.close()
             state.session = self._sessions(bind=state.connection)
@@ -166,6 +157,33 @@ class ImmediateTransactions:
 
     def dispose(self) -> None:
         """Close the connections of every thread; call it when no transaction runs."""
+        self._connections.dispose()
+
+
+class KeptConnections:
+    """Connections to one SQLite database that threads open once and keep until ``dispose``.
+
+    ``on_connect`` are the listeners that set up each new connection (pragmas).
+    """
+
+    def __init__(self, url: str, on_connect: Sequence[Callable[[Any, Any], None]]) -> None:
+        self._engine = create_engine(
+            url, connect_args={"check_same_thread": False}, poolclass=NullPool
+        )
+        for listener in on_connect:
+            event.listen(self._engine, "connect", listener)
+        self._lock = threading.Lock()
+        self._connections: list[Connection] = []
+
+    def connect(self) -> Connection:
+        """Open a connection that stays open until ``dispose``."""
+        connection = self._engine.connect()
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def dispose(self) -> None:
+        """Close every connection opened here; call it when none is in use."""
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:
