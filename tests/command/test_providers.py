@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import structlog
 
 from llero.command.providers.base import (
     ChatRequest,
@@ -147,13 +148,20 @@ async def test_failures_end_with_clear_error(
     kind: FailureKind,
     attempts: int,
 ) -> None:
-    async with _client(provider_server) as client:
-        with pytest.raises(ProviderFailure) as raised:
-            await client.complete(_endpoint(provider_server, protocol), _request(model), KEY)
+    with structlog.testing.capture_logs() as events:
+        async with _client(provider_server) as client:
+            with pytest.raises(ProviderFailure) as raised:
+                await client.complete(_endpoint(provider_server, protocol), _request(model), KEY)
     assert raised.value.kind is kind
     assert "test-provider" in raised.value.message
     assert "boom" not in raised.value.message
     assert len(provider_server.received) == attempts
+    failures = [event for event in events if event["event"] == "provider_call_failed"]
+    retries = [event for event in events if event["event"] == "provider_call_retried"]
+    assert [(e["provider"], e["kind"], e["attempts"]) for e in failures] == [
+        ("test-provider", str(kind), attempts)
+    ]
+    assert len(retries) == attempts - 1
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -176,6 +184,8 @@ async def test_truncated_stream_is_malformed(
         with pytest.raises(ProviderFailure) as raised:
             await _collect(client.stream(endpoint, _request("truncated"), KEY))
     assert raised.value.kind is FailureKind.MALFORMED
+    # Named as the non-streamed failures are: by the provider, not by its protocol.
+    assert raised.value.message.startswith("test-provider sent a malformed answer")
 
 
 async def test_unlisted_provider_port_is_refused(provider_server: ProviderServer) -> None:

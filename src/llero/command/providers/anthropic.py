@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llero.command.providers.base import (
+    AnswerMalformed,
     ChatRequest,
     Completion,
     Message,
@@ -12,13 +13,11 @@ from llero.command.providers.base import (
     TextDelta,
     ToolCall,
     Usage,
-    malformed,
     text_of,
     token_count,
 )
 from llero.crypto import Secret
 
-NAME = "anthropic"
 PATH = "/v1/messages"
 API_VERSION = "2023-06-01"
 
@@ -93,7 +92,7 @@ def _input(arguments: str) -> Any:
 
 
 def parse(data: Any) -> Completion:
-    """Return the completion in a non-streamed answer; raise ProviderFailure when malformed."""
+    """Return the completion in a non-streamed answer; raise AnswerMalformed when malformed."""
     try:
         text: list[str] = []
         calls: list[ToolCall] = []
@@ -113,7 +112,7 @@ def parse(data: Any) -> Completion:
             finish_reason=text_of(data.get("stop_reason") or ""),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
-        raise malformed(NAME, "no content blocks with text or tool use") from None
+        raise AnswerMalformed("no content blocks with text or tool use") from None
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -147,7 +146,7 @@ class StreamParser:
             return self._apply(event or payload.get("type", ""), payload)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             problem = f"the stream event {event!r} does not match the protocol"
-            raise malformed(NAME, problem) from None
+            raise AnswerMalformed(problem) from None
 
     def _apply(self, event: str, payload: dict[str, Any]) -> list[StreamEvent]:
         if event == "message_start":
@@ -175,7 +174,7 @@ class StreamParser:
         elif event == "message_stop":
             self.done = True
         elif event == "error":
-            raise malformed(NAME, "the stream ended with an error event")
+            raise AnswerMalformed("the stream ended with an error event")
         return []
 
     def _append_text(self, index: int, piece: str) -> list[StreamEvent]:
@@ -185,7 +184,7 @@ class StreamParser:
     def finish(self) -> Completion:
         """Return the whole turn once the stream ended; raise when it ended too early."""
         if not self.done:
-            raise malformed(NAME, "the stream ended before message_stop")
+            raise AnswerMalformed("the stream ended before message_stop")
         text: list[str] = []
         calls: list[ToolCall] = []
         for _index, block in sorted(self.blocks.items()):

@@ -139,5 +139,10 @@ def text_of(value: Any) -> str:
     return value
 
 
+class AnswerMalformed(Exception):
+    """A provider response that breaks its wire protocol. The protocol modules raise it, and the
+    client turns it into a ProviderFailure that names the provider."""
+
+
 def malformed(provider: str, problem: str) -> ProviderFailure:
     return ProviderFailure(FailureKind.MALFORMED, f"{provider} sent a malformed answer: {problem}")

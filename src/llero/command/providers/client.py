@@ -19,6 +19,7 @@ import anyio
 
 from llero.command.providers import anthropic, openai
 from llero.command.providers.base import (
+    AnswerMalformed,
     ChatRequest,
     Completion,
     FailureKind,
@@ -29,6 +30,9 @@ from llero.command.providers.base import (
 )
 from llero.crypto import Secret
 from llero.egress import GuardedSession
+from llero.logs import get_logger
+
+log = get_logger("llero.command")
 
 # A chat response is a few kilobytes; a provider (or something posing as one) sending more than
 # this is cut off rather than read into memory.
@@ -112,12 +116,16 @@ class ProviderClient:
         for attempt in range(self._retry.attempts):
             try:
                 data = await self._exchange(endpoint, adapter, payload, key)
+                try:
+                    completion: Completion = adapter.parse(data)
+                except AnswerMalformed as error:
+                    raise malformed(endpoint.name, str(error)) from None
             except ProviderFailure as failure:
                 if not failure.retryable or attempt + 1 == self._retry.attempts:
+                    _log_failure(endpoint, failure, attempt + 1)
                     raise
-                await self._sleep(self._retry.delay(attempt, failure))
+                await self._retry_after_pause(endpoint, attempt, failure)
             else:
-                completion: Completion = adapter.parse(data)
                 return completion
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -139,10 +147,25 @@ class ProviderClient:
                     yield event
             except ProviderFailure as failure:
                 if started or not failure.retryable or attempt + 1 == self._retry.attempts:
+                    _log_failure(endpoint, failure, attempt + 1)
                     raise
-                await self._sleep(self._retry.delay(attempt, failure))
+                await self._retry_after_pause(endpoint, attempt, failure)
             else:
                 return
+
+    async def _retry_after_pause(
+        self, endpoint: Endpoint, attempt: int, failure: ProviderFailure
+    ) -> None:
+        delay = self._retry.delay(attempt, failure)
+        log.info(
+            "provider_call_retried",
+            provider=endpoint.name,
+            kind=str(failure.kind),
+            status=failure.status,
+            attempt=attempt + 1,
+            delay_seconds=round(delay, 3),
+        )
+        await self._sleep(delay)
 
     async def _exchange(
         self,
@@ -202,7 +225,24 @@ class ProviderClient:
             raise _timed_out(endpoint) from None
         except aiohttp.ClientError as error:
             raise _unreachable(endpoint, error) from None
-        yield parser.finish()
+        except AnswerMalformed as error:
+            raise malformed(endpoint.name, str(error)) from None
+        try:
+            completion = parser.finish()
+        except AnswerMalformed as error:
+            raise malformed(endpoint.name, str(error)) from None
+        yield completion
+
+
+def _log_failure(endpoint: Endpoint, failure: ProviderFailure, attempts: int) -> None:
+    # The kind and status only: the provider's own error text can echo the request.
+    log.warning(
+        "provider_call_failed",
+        provider=endpoint.name,
+        kind=str(failure.kind),
+        status=failure.status,
+        attempts=attempts,
+    )
 
 
 async def _check_status(endpoint: Endpoint, response: aiohttp.ClientResponse) -> None:

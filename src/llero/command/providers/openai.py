@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llero.command.providers.base import (
+    AnswerMalformed,
     ChatRequest,
     Completion,
     Message,
@@ -12,13 +13,11 @@ from llero.command.providers.base import (
     TextDelta,
     ToolCall,
     Usage,
-    malformed,
     text_of,
     token_count,
 )
 from llero.crypto import Secret
 
-NAME = "openai"
 PATH = "/chat/completions"
 
 
@@ -79,7 +78,7 @@ def _message(message: Message) -> dict[str, Any]:
 
 
 def parse(data: Any) -> Completion:
-    """Return the completion in a non-streamed answer; raise ProviderFailure when malformed."""
+    """Return the completion in a non-streamed answer; raise AnswerMalformed when malformed."""
     try:
         choice = data["choices"][0]
         message = choice["message"]
@@ -98,7 +97,7 @@ def parse(data: Any) -> Completion:
             finish_reason=text_of(choice.get("finish_reason") or ""),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
-        raise malformed(NAME, "no choices[0].message with text or tool calls") from None
+        raise AnswerMalformed("no choices[0].message with text or tool calls") from None
 
 
 def _usage(data: Any) -> Usage:
@@ -136,7 +135,7 @@ class StreamParser:
             chunk = json.loads(data)
             return self._apply(chunk)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise malformed(NAME, "a stream chunk is not a chat completion chunk") from None
+            raise AnswerMalformed("a stream chunk is not a chat completion chunk") from None
 
     def _apply(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         if chunk.get("usage"):
@@ -162,11 +161,11 @@ class StreamParser:
     def finish(self) -> Completion:
         """Return the whole turn once the stream ended; raise when it ended too early."""
         if not self.done and not self.finish_reason:
-            raise malformed(NAME, "the stream ended before the answer was complete")
+            raise AnswerMalformed("the stream ended before the answer was complete")
         calls = tuple(
             ToolCall(call.id, call.name, "".join(call.arguments) or "{}")
             for _index, call in sorted(self.calls.items())
         )
         if any(not call.id or not call.name for call in calls):
-            raise malformed(NAME, "a streamed tool call has no id or name")
+            raise AnswerMalformed("a streamed tool call has no id or name")
         return Completion("".join(self.text), calls, self.usage, self.finish_reason)
