@@ -143,6 +143,26 @@ def test_failed_request_logs_redacted_traceback(
 
 
 @pytest.mark.usefixtures("restore_logging")
+def test_revoke_all_log_keeps_counts(
+    app: FastAPI, admin: FixtureUser, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "llero.log"
+    _configure(settings, path)
+
+    with TestClient(app) as client:
+        response = client.post(
+            "/api/incident/revoke-all", json={"confirm": "revoke-all"}, headers=admin.headers
+        )
+    close_logging()
+
+    assert response.status_code == 200, response.text
+    (entry,) = [entry for entry in _lines(path) if entry["event"] == "incident:revoke_all"]
+    assert entry["session_count"] == response.json()["sessions"]
+    assert entry["api_token_count"] == response.json()["api_tokens"]
+    assert isinstance(entry["code_count"], int)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_console_format_redacts_too(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
