@@ -88,6 +88,18 @@ def test_agents_quarantine_and_release_commands(
     assert recorded["actor"] == ("system", "cli")
 
 
+def test_status_lists_quarantined_agents(environ: dict[str, str], client: TestClient) -> None:
+    agent = create_agent(client)
+    before = llero(environ, "incident", "status")
+    llero(environ, "agents", "quarantine", agent["name"], "--reason", "leak")
+
+    after = llero(environ, "incident", "status")
+
+    assert before.stdout.endswith("quarantined agents: none\n")
+    assert after.exit_code == 0, after.output
+    assert after.stdout.endswith(f"quarantined agents: researcher (id {agent['id']})\n")
+
+
 def test_agents_quarantine_unknown_agent_fails(environ: dict[str, str], client: TestClient) -> None:
     result = llero(environ, "agents", "quarantine", "nobody", "--reason", "x")
 

@@ -57,13 +57,17 @@ def lockdown(switch: str, reason: str) -> None:
 
 @incident.command(epilog=NEEDS)
 def status() -> None:
-    """Print whether the lockdown is on and when access tokens were last revoked."""
+    """Print whether the lockdown is on, when access tokens were last revoked, and which agents
+    are quarantined."""
     settings = cli_settings()
     with audited_transaction(settings) as session:
         state = service.read_state(session)
         lockdown_on = state is not None and state.lockdown
         reason = state.lockdown_reason if state else ""
         revoked = state.tokens_not_before if state else None
+        quarantined = service.quarantined_agents(session)
     click.echo(f"lockdown: {'on' if lockdown_on else 'off'}" + (f" ({reason})" if reason else ""))
     when = "never" if revoked is None else f"{revoked:%Y-%m-%d %H:%M:%S} UTC"
     click.echo(f"all credentials last revoked: {when}")
+    agents = ", ".join(f"{name} (id {agent_id})" for agent_id, name in quarantined)
+    click.echo(f"quarantined agents: {agents or 'none'}")

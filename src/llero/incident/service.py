@@ -16,6 +16,7 @@ from llero.audit.chain import format_time
 from llero.audit.context import Origin, Target
 from llero.audit.events import AuditEvent
 from llero.audit.service import record_as
+from llero.barracks.models import Agent, AgentStatus
 from llero.barracks.quarantine import checked_reason
 from llero.errors import Conflict
 from llero.identity.models import ApiToken, AuthSession, OneTimeToken, RevocationReason
@@ -47,6 +48,16 @@ class LockdownState:
 def read_state(session: Session) -> SystemState | None:
     """Return the state row, or None while no incident action has ever run."""
     return session.get(SystemState, STATE_ROW_ID)
+
+
+def quarantined_agents(session: Session) -> list[tuple[int, str]]:
+    """Return the id and name of every quarantined agent, by id."""
+    rows = session.execute(
+        select(Agent.id, Agent.name)
+        .where(Agent.status == AgentStatus.QUARANTINED)
+        .order_by(Agent.id)
+    )
+    return [(agent_id, name) for agent_id, name in rows]
 
 
 def revoke_all(session: Session, origin: Origin, now: datetime) -> RevokedCredentials:
