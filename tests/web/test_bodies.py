@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
-from llero.web.bodies import json_has_nul
+from llero.web.bodies import json_has_nul, nul_field
 from tests.web.probes import BODY_METHODS, PLANTED_SECRET
 
 MAX_BYTES = 1024 * 1024
@@ -279,11 +279,39 @@ def test_nul_in_body_rejected_before_storage(client: TestClient) -> None:
     response = client.post("/api/categories", json={"name": "c1", "description": "d\x00"})
 
     assert response.status_code == 422
-    assert response.json()["message"] == "text must not contain the NUL character (\\u0000)"
+    body = response.json()
+    assert body["message"] == (
+        "body.description: text must not contain the NUL character (\\u0000)"
+    )
+    assert body["details"] == [
+        {"field": "body.description", "problem": "must not contain the NUL character (\\u0000)"}
+    ]
+    assert client.get("/api/categories").json() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"messages": [{"content": "hi"}, {"content": "a\x00"}]}, "body.messages.1.content"),
+        ({"outer": {"key\x00": 1}}, "body.outer"),
+        ({"k" * 100: {"inner": "\x00"}}, "body"),
+        (["\x00"], "body.0"),
+    ],
+)
+def test_nul_field_names_the_value(value: object, field: str) -> None:
+    assert nul_field(value) == field
 
 
 def test_nul_in_query_rejected(client: TestClient) -> None:
-    response = client.get("/api/tools?search=a%00b")
+    response = client.get("/api/tools?limit=5&search=a%00b")
 
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
+    assert response.json()["details"][0]["field"] == "query.search"
+
+
+def test_nul_in_path_rejected(client: TestClient) -> None:
+    response = client.get("/api/tools/1%00")
+
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "path"

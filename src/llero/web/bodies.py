@@ -1,6 +1,7 @@
 """Checks on raw request bodies that must run before a JSON parser recurses into them."""
 
 import re
+from collections.abc import Iterable
 from itertools import accumulate
 
 # A string from its opening quote to its closing quote, or to the end of an unterminated body.
@@ -41,3 +42,44 @@ def json_has_nul(body: bytes) -> bool:
     counts only when the backslash before ``u0000`` is not itself escaped.
     """
     return any(len(match.group(1)) % 2 == 1 for match in _ESCAPED_NUL.finditer(body))
+
+
+# Parts of a located field that are named in an error: a key longer than this, or one that
+# contains control characters, ends the path instead.
+_PATH_KEY_MAX = 64
+
+
+def nul_field(value: object) -> str:
+    """Return the path of the first string in a parsed JSON ``value`` that contains NUL, such as
+    ``body.messages.0.content``. A key that contains NUL is located by its object's path.
+
+    One pass over ``value``: a large, deeply nested body is walked once, not once per level.
+    """
+    parts: list[str] = []
+    _find_nul(value, parts)
+    named: list[str] = ["body"]
+    for part in parts:
+        if len(part) > _PATH_KEY_MAX or not part.isprintable():
+            break
+        named.append(part)
+    return ".".join(named)
+
+
+def _find_nul(value: object, parts: list[str]) -> bool:
+    """Return True when ``value`` contains NUL, leaving in ``parts`` the keys down to it."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        items: Iterable[tuple[object, object]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return False
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return True
+        parts.append(str(key))
+        if _find_nul(item, parts):
+            return True
+        parts.pop()
+    return False

@@ -8,24 +8,29 @@
 """
 
 import contextlib
+import json
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
 from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llero.web.bodies import json_depth_exceeds, json_has_nul
+from llero.errors import Violation
+from llero.web.bodies import json_depth_exceeds, json_has_nul, nul_field
 from llero.web.headers import secure_headers
 from llero.web.responses import send_error
 
 log = structlog.get_logger("llero.web")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A query parameter's name appears in an error only up to this length.
+QUERY_NAME_MAX = 64
 
 # A Host header is a name or a bracketed IPv6 address, then at most an optional numeric port.
 _HOST_HEADER = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[^:\[\]]*)(?::[0-9]{1,5})?")
@@ -243,11 +248,35 @@ class Rejection:
     status: int
     code: str
     message: str
+    details: list[Violation] | None = None
 
 
-NUL_REJECTED = Rejection(
-    422, "invalid_request", "text must not contain the NUL character (\\u0000)"
-)
+_NUL_PROBLEM = "must not contain the NUL character (\\u0000)"
+
+
+def nul_rejection(field: str) -> Rejection:
+    """Return the rejection of a request whose ``field`` (``path``, ``query.search``,
+    ``body.name``) contains NUL."""
+    return Rejection(
+        422, "invalid_request", f"{field}: text {_NUL_PROBLEM}", [Violation(field, _NUL_PROBLEM)]
+    )
+
+
+def _nul_query_field(query: bytes) -> str:
+    """Return ``query.<name>`` for the first parameter whose value contains NUL, else ``query``."""
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    for name, value in pairs:
+        if "\x00" in value and name.isprintable() and len(name) <= QUERY_NAME_MAX:
+            return f"query.{name}"
+    return "query"
+
+
+def _nul_body_field(body: bytes) -> str:
+    try:
+        return nul_field(json.loads(body))
+    except ValueError:
+        # Invalid JSON, which the route's parser rejects in turn; the escape is in the body.
+        return "body"
 
 
 class BodyLimitMiddleware:
@@ -286,6 +315,7 @@ class BodyLimitMiddleware:
                 code=rejection.code,
                 message=rejection.message,
                 request_id=request_id_of(scope),
+                details=rejection.details,
             )
             return
 
@@ -301,8 +331,11 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     def _check_head(self, scope: Scope, headers: Headers) -> Rejection | None:
-        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
-            return NUL_REJECTED
+        if "\x00" in scope["path"]:
+            return nul_rejection("path")
+        query = scope.get("query_string", b"")
+        if b"%00" in query:
+            return nul_rejection(_nul_query_field(query))
         declared = headers.get("content-length")
         if declared is not None and not declared.isdigit():
             return Rejection(400, "bad_request", "the Content-Length header is not a number")
@@ -335,7 +368,7 @@ class BodyLimitMiddleware:
             message = f"the JSON body is nested deeper than {self.max_depth} levels"
             return Rejection(400, "invalid_request", message)
         if json_has_nul(body):
-            return NUL_REJECTED
+            return nul_rejection(_nul_body_field(body))
         return None
 
     def _too_large(self) -> Rejection:

@@ -26,10 +26,11 @@ async def send_error(
     code: str,
     message: str,
     request_id: str,
+    details: list[Violation] | None = None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a complete JSON error response from ASGI middleware."""
-    payload = json.dumps(error_body(code, message, request_id)).encode()
+    payload = json.dumps(error_body(code, message, request_id, details)).encode()
     headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
     await send(
         {
