@@ -87,7 +87,7 @@ class ChainHasher:
     """Computes record hashes and head MACs under one chain key."""
 
     # The keys and the hasher that ``of`` made last.
-    _kept: ClassVar[tuple[AuditKeys, "ChainHasher"] | None] = None
+    _latest: ClassVar[tuple[AuditKeys, "ChainHasher"] | None] = None
 
     def __init__(self, keys: AuditKeys) -> None:
         # Copying a keyed HMAC skips deriving the inner and outer pads for every record, which
@@ -105,12 +105,12 @@ class ChainHasher:
         The keys of a server stay the same, and making the keyed HMAC was about a tenth of an
         append's work.
         """
-        kept = cls._kept
-        if kept is not None and kept[0] is keys:
-            return kept[1]
+        latest = cls._latest
+        if latest is not None and latest[0] is keys:
+            return latest[1]
         hasher = cls(keys)
-        # Replaced in one assignment, so every thread sees a matching pair.
-        cls._kept = (keys, hasher)
+        # Replaced in one assignment, so every thread reads keys and hasher that match.
+        cls._latest = (keys, hasher)
         return hasher
 
     def _mac(self, payload: list[Any]) -> str:

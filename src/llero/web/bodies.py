@@ -44,9 +44,14 @@ def json_has_nul(body: bytes) -> bool:
     return any(len(match.group(1)) % 2 == 1 for match in _ESCAPED_NUL.finditer(body))
 
 
-# Parts of a located field that are named in an error: a key longer than this, or one that
-# contains control characters, ends the path instead.
-_PATH_KEY_MAX = 64
+# The longest key or parameter name that appears in an error's field path.
+_PATH_PART_MAX = 64
+
+
+def nameable(part: str) -> bool:
+    """Return whether ``part``, a key or parameter name from the request, may appear in an
+    error's field path: at most _PATH_PART_MAX characters, none of them a control character."""
+    return len(part) <= _PATH_PART_MAX and part.isprintable()
 
 
 def nul_field(value: object) -> str:
@@ -59,7 +64,8 @@ def nul_field(value: object) -> str:
     _find_nul(value, parts)
     named: list[str] = ["body"]
     for part in parts:
-        if len(part) > _PATH_KEY_MAX or not part.isprintable():
+        # A key that cannot be named ends the path at its object.
+        if not nameable(part):
             break
         named.append(part)
     return ".".join(named)

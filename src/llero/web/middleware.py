@@ -22,15 +22,13 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llero.errors import Violation
-from llero.web.bodies import json_depth_exceeds, json_has_nul, nul_field
+from llero.web.bodies import json_depth_exceeds, json_has_nul, nameable, nul_field
 from llero.web.headers import secure_headers
 from llero.web.responses import send_error
 
 log = structlog.get_logger("llero.web")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# A query parameter's name appears in an error only up to this length.
-QUERY_NAME_MAX = 64
 
 # A Host header is a name or a bracketed IPv6 address, then at most an optional numeric port.
 _HOST_HEADER = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[^:\[\]]*)(?::[0-9]{1,5})?")
@@ -266,7 +264,7 @@ def _nul_query_field(query: bytes) -> str:
     """Return ``query.<name>`` for the first parameter whose value contains NUL, else ``query``."""
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     for name, value in pairs:
-        if "\x00" in value and name.isprintable() and len(name) <= QUERY_NAME_MAX:
+        if "\x00" in value and nameable(name):
             return f"query.{name}"
     return "query"
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llero.command.providers.base import (
-    AnswerMalformed,
     ChatRequest,
     Completion,
+    MalformedResponse,
     Message,
     StreamEvent,
     TextDelta,
@@ -92,7 +92,7 @@ def _input(arguments: str) -> Any:
 
 
 def parse(data: Any) -> Completion:
-    """Return the completion in a non-streamed answer; raise AnswerMalformed when malformed."""
+    """Return the completion in a non-streamed response; raise MalformedResponse when malformed."""
     try:
         text: list[str] = []
         calls: list[ToolCall] = []
@@ -112,7 +112,7 @@ def parse(data: Any) -> Completion:
             finish_reason=text_of(data.get("stop_reason") or ""),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
-        raise AnswerMalformed("no content blocks with text or tool use") from None
+        raise MalformedResponse("no content blocks with text or tool use") from None
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -146,7 +146,7 @@ class StreamParser:
             return self._apply(event or payload.get("type", ""), payload)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             problem = f"the stream event {event!r} does not match the protocol"
-            raise AnswerMalformed(problem) from None
+            raise MalformedResponse(problem) from None
 
     def _apply(self, event: str, payload: dict[str, Any]) -> list[StreamEvent]:
         if event == "message_start":
@@ -174,7 +174,7 @@ class StreamParser:
         elif event == "message_stop":
             self.done = True
         elif event == "error":
-            raise AnswerMalformed("the stream ended with an error event")
+            raise MalformedResponse("the stream ended with an error event")
         return []
 
     def _append_text(self, index: int, piece: str) -> list[StreamEvent]:
@@ -184,7 +184,7 @@ class StreamParser:
     def finish(self) -> Completion:
         """Return the whole turn once the stream ended; raise when it ended too early."""
         if not self.done:
-            raise AnswerMalformed("the stream ended before message_stop")
+            raise MalformedResponse("the stream ended before message_stop")
         text: list[str] = []
         calls: list[ToolCall] = []
         for _index, block in sorted(self.blocks.items()):

@@ -139,7 +139,7 @@ def text_of(value: Any) -> str:
     return value
 
 
-class AnswerMalformed(Exception):
+class MalformedResponse(Exception):
     """A provider response that breaks its wire protocol. The protocol modules raise it, and the
     client turns it into a ProviderFailure that names the provider."""
 

@@ -19,10 +19,10 @@ import anyio
 
 from llero.command.providers import anthropic, openai
 from llero.command.providers.base import (
-    AnswerMalformed,
     ChatRequest,
     Completion,
     FailureKind,
+    MalformedResponse,
     ProviderFailure,
     StreamEvent,
     TextDelta,
@@ -118,7 +118,7 @@ class ProviderClient:
                 data = await self._exchange(endpoint, adapter, payload, key)
                 try:
                     completion: Completion = adapter.parse(data)
-                except AnswerMalformed as error:
+                except MalformedResponse as error:
                     raise malformed(endpoint.name, str(error)) from None
             except ProviderFailure as failure:
                 if not failure.retryable or attempt + 1 == self._retry.attempts:
@@ -221,15 +221,12 @@ class ProviderClient:
                         yield TextDelta("".join(text))
                     if parser.done:
                         break
+            completion = parser.finish()
         except TimeoutError:
             raise _timed_out(endpoint) from None
         except aiohttp.ClientError as error:
             raise _unreachable(endpoint, error) from None
-        except AnswerMalformed as error:
-            raise malformed(endpoint.name, str(error)) from None
-        try:
-            completion = parser.finish()
-        except AnswerMalformed as error:
+        except MalformedResponse as error:
             raise malformed(endpoint.name, str(error)) from None
         yield completion
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llero.command.providers.base import (
-    AnswerMalformed,
     ChatRequest,
     Completion,
+    MalformedResponse,
     Message,
     StreamEvent,
     TextDelta,
@@ -78,7 +78,7 @@ def _message(message: Message) -> dict[str, Any]:
 
 
 def parse(data: Any) -> Completion:
-    """Return the completion in a non-streamed answer; raise AnswerMalformed when malformed."""
+    """Return the completion in a non-streamed response; raise MalformedResponse when malformed."""
     try:
         choice = data["choices"][0]
         message = choice["message"]
@@ -97,7 +97,7 @@ def parse(data: Any) -> Completion:
             finish_reason=text_of(choice.get("finish_reason") or ""),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
-        raise AnswerMalformed("no choices[0].message with text or tool calls") from None
+        raise MalformedResponse("no choices[0].message with text or tool calls") from None
 
 
 def _usage(data: Any) -> Usage:
@@ -135,7 +135,7 @@ class StreamParser:
             chunk = json.loads(data)
             return self._apply(chunk)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise AnswerMalformed("a stream chunk is not a chat completion chunk") from None
+            raise MalformedResponse("a stream chunk is not a chat completion chunk") from None
 
     def _apply(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         if chunk.get("usage"):
@@ -161,11 +161,11 @@ class StreamParser:
     def finish(self) -> Completion:
         """Return the whole turn once the stream ended; raise when it ended too early."""
         if not self.done and not self.finish_reason:
-            raise AnswerMalformed("the stream ended before the answer was complete")
+            raise MalformedResponse("the stream ended before the answer was complete")
         calls = tuple(
             ToolCall(call.id, call.name, "".join(call.arguments) or "{}")
             for _index, call in sorted(self.calls.items())
         )
         if any(not call.id or not call.name for call in calls):
-            raise AnswerMalformed("a streamed tool call has no id or name")
+            raise MalformedResponse("a streamed tool call has no id or name")
         return Completion("".join(self.text), calls, self.usage, self.finish_reason)
