@@ -7,7 +7,9 @@
 
 import os
 import secrets
-from collections.abc import Callable, Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,31 @@ def _drop_postgres_database(base_url: str, url: str) -> None:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+# Run by a child process: write the bytes of each file named in argv to stdout.
+_READ_FILES = """
+import sys
+for name in sys.argv[1:]:
+    with open(name, "rb") as file:
+        sys.stdout.buffer.write(file.read())
+"""
+
+
+def database_file_bytes(paths: Iterable[Path]) -> bytes:
+    """Return the joined bytes of those ``paths`` that exist, read by a child process.
+
+    A live SQLite database must not be opened and closed in this process other than through
+    SQLite: POSIX locks belong to the process, so closing any descriptor of a file drops the
+    locks that every SQLite connection of the process holds on it. Another process could then
+    take the database for unused, checkpoint it and remove the WAL under those connections,
+    which later fail with "disk I/O error" (https://www.sqlite.org/howtocorrupt.html).
+    """
+    existing = [str(path) for path in paths if path.exists()]
+    child = subprocess.run(
+        [sys.executable, "-c", _READ_FILES, *existing], capture_output=True, check=True
+    )
+    return child.stdout
 
 
 @contextmanager

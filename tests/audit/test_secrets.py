@@ -13,6 +13,7 @@ from llero.audit.redaction import audit_hash
 from llero.audit.service import AuditFilter, export_jsonl, query, record
 from llero.storage.db import Database
 from tests.audit.helpers import REQUEST, audited
+from tests.conftest import database_file_bytes
 
 TOP_LEVEL = "sk-live-PLANTED-top-7f3a9c2e1b"
 NESTED = "sk-live-PLANTED-nested-4d8e0a6f"
@@ -44,11 +45,7 @@ def _raw_database_bytes(database: Database) -> bytes:
     if database.engine.dialect.name == "sqlite":
         path = Path(str(make_url(database.url).database))
         # Copy the WAL into the main file too, in case a test reader only looks at one of them.
-        content = b"".join(
-            candidate.read_bytes()
-            for candidate in (path, path.with_name(path.name + "-wal"))
-            if candidate.exists()
-        )
+        content = database_file_bytes([path, path.with_name(path.name + "-wal")])
         assert b"audit_events" in content  # the file read is really the database
         return content
     with database.engine.connect() as connection:

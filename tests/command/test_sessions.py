@@ -27,7 +27,7 @@ from tests.command.helpers import (
     serve_webhooks,
 )
 from tests.command.provider_server import PlannedCall, ProviderServer
-from tests.conftest import FixtureUser, MakeUser
+from tests.conftest import FixtureUser, MakeUser, database_file_bytes
 from tests.forge.tool_helpers import tool_body
 
 QUESTION = "What is the weather in Lisbon?"
@@ -315,7 +315,7 @@ def test_messages_are_sealed_at_rest(
         pytest.skip("the raw file check reads the SQLite file; PostgreSQL is covered by pg_dump")
     database.engine.dispose()
     path = Path(database.url.removeprefix("sqlite:///"))
-    raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    raw = database_file_bytes(path.parent.glob(path.name + "*"))
     assert planted.encode() not in raw
     assert PROVIDER_KEY.encode() not in raw
 

@@ -25,6 +25,7 @@ from llero.vault.errors import CiphertextInvalid, InvalidReason
 from llero.vault.keyring import Keyring, load_keyring
 from llero.vault.models import SecretKind, SecretVersion
 from llero.vault.service import VaultService
+from tests.conftest import database_file_bytes
 from tests.vault.conftest import PLANTED
 
 OTHER_VALUE = "whsec-other-value-0123456789abcdef"
@@ -300,7 +301,7 @@ def test_planted_value_absent_from_sqlite_file(vault: VaultService, database: Da
     path = Path(make_url(database.url).database or "")
     files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
-    raw = b"".join(file.read_bytes() for file in files if file.exists())
+    raw = database_file_bytes(files)
 
     assert b"planted" in raw  # the secret's name is stored, so the file was the right one
     for window in _windows(PLANTED):
