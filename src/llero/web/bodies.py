@@ -44,7 +44,7 @@ def json_has_nul(body: bytes) -> bool:
     return any(len(match.group(1)) % 2 == 1 for match in _ESCAPED_NUL.finditer(body))
 
 
-# The longest key or parameter name that appears in an error's field path.
+# The maximum length of a key or parameter name in an error's field path.
 _PATH_PART_MAX = 64
 
 
